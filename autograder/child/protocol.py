@@ -1,0 +1,63 @@
+"""Length-prefixed frames shared by the trusted parent and the sandbox.
+
+Every frame is an 8-byte big-endian length followed by a ``torch.save`` payload.
+Both sides read payloads with ``torch.load(weights_only=True)``, which rebuilds
+tensors, numbers, strings and plain containers only: nothing in a frame can run
+code when it is read. This file is copied into the sandbox, so it imports only
+the standard library and torch.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from typing import Any
+
+import torch
+
+HEADER = struct.Struct(">Q")
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+
+class FrameError(Exception):
+    """A frame was cut short, too large or could not be decoded."""
+
+
+def encode(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def decode(payload: bytes) -> Any:
+    try:
+        return torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
+    except Exception as exc:  # any malformed payload is the sender's fault
+        raise FrameError(f"unreadable frame ({type(exc).__name__}: {exc})"[:300]) from None
+
+
+def write_frame(fd: int, payload: bytes) -> None:
+    data = HEADER.pack(len(payload)) + payload
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def read_exact(fd: int, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int, max_bytes: int = MAX_FRAME_BYTES) -> bytes:
+    (size,) = HEADER.unpack(read_exact(fd, HEADER.size))
+    if size > max_bytes:
+        raise FrameError(f"frame of {size} bytes exceeds the limit of {max_bytes}")
+    return read_exact(fd, size)

@@ -1,0 +1,213 @@
+"""Rubrics: points, tolerances, messages, forbidden APIs and limits, declared once.
+
+``rubrics/<assignment>.yaml`` is parsed into the frozen dataclasses below and
+validated; everything else (the judge, the reports, the gradebook, the tests
+that check agreement with the notebook) reads these objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class RubricError(ValueError):
+    """The rubric file is malformed; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one submission's sandboxed child."""
+
+    cpu_seconds: int = 120
+    memory_mb: int = 3072
+    processes: int = 32
+    file_size_mb: int = 16
+    tmp_mb: int = 256
+    cell_seconds: float = 30.0
+    check_seconds: float = 10.0
+    submission_seconds: float = 300.0
+    startup_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class Forbidden:
+    """APIs a from-scratch part may not use: dotted names (static) and ATen ops (run time)."""
+
+    names: tuple[str, ...] = ()
+    ops: tuple[str, ...] = ()
+
+    @property
+    def any_op(self) -> bool:
+        return "*" in self.ops
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    part: str
+    points: float
+    description: str
+    hint: str = ""
+    rtol: float = 1e-4
+    atol: float = 1e-4
+    wall_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Part:
+    """One graded TODO: an answer cell, its visible-check cell and its hidden checks."""
+
+    id: str
+    title: str
+    answer_cell: str
+    check_cell: str
+    function: str
+    checks: tuple[Check, ...]
+    forbidden: Forbidden | None = None
+
+    @property
+    def points(self) -> float:
+        return sum(check.points for check in self.checks)
+
+
+@dataclass(frozen=True)
+class Rubric:
+    assignment: str
+    title: str
+    notebook: str
+    setup_cells: tuple[str, ...]
+    files: tuple[str, ...]
+    limits: Limits
+    parts: tuple[Part, ...]
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        return tuple(check for part in self.parts for check in part.checks)
+
+    @property
+    def total_points(self) -> float:
+        return sum(part.points for part in self.parts)
+
+    def part(self, part_id: str) -> Part:
+        for part in self.parts:
+            if part.id == part_id:
+                return part
+        raise KeyError(part_id)
+
+    def check(self, check_id: str) -> Check:
+        for check in self.checks:
+            if check.id == check_id:
+                return check
+        raise KeyError(check_id)
+
+
+def _require(mapping: dict, key: str, where: str) -> Any:
+    if key not in mapping:
+        raise RubricError(f"{where}: missing '{key}'")
+    return mapping[key]
+
+
+def _limits(raw: dict | None, where: str) -> Limits:
+    raw = raw or {}
+    known = {f.name: f.type for f in fields(Limits)}
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise RubricError(f"{where}: unknown limits {sorted(unknown)}")
+    values = {}
+    for key, value in raw.items():
+        if not isinstance(value, int | float) or value <= 0:
+            raise RubricError(f"{where}: limit '{key}' must be a positive number, got {value!r}")
+        values[key] = value
+    return Limits(**values)
+
+
+def _forbidden(raw: dict | None) -> Forbidden | None:
+    if raw is None:
+        return None
+    return Forbidden(names=tuple(raw.get("names", ())), ops=tuple(raw.get("ops", ())))
+
+
+def _check(raw: dict, part: str, where: str) -> Check:
+    check_id = _require(raw, "id", where)
+    where = f"{where} check '{check_id}'"
+    points = _require(raw, "points", where)
+    if not isinstance(points, int | float) or points <= 0:
+        raise RubricError(f"{where}: points must be positive, got {points!r}")
+    rtol, atol = float(raw.get("rtol", 1e-4)), float(raw.get("atol", 1e-4))
+    if rtol < 0 or atol < 0:
+        raise RubricError(f"{where}: tolerances must be >= 0")
+    return Check(
+        id=check_id,
+        part=part,
+        points=float(points),
+        description=_require(raw, "description", where),
+        hint=raw.get("hint", ""),
+        rtol=rtol,
+        atol=atol,
+        wall_seconds=raw.get("wall_seconds"),
+    )
+
+
+def parse_rubric(data: dict, path: Path | None = None) -> Rubric:
+    where = str(path or "rubric")
+    if not isinstance(data, dict):
+        raise RubricError(f"{where}: expected a mapping at the top level")
+    default_forbidden = _forbidden(data.get("forbidden"))
+    parts = []
+    for raw_part in _require(data, "parts", where):
+        part_id = _require(raw_part, "id", where)
+        part_where = f"{where} part '{part_id}'"
+        forbidden = None
+        if raw_part.get("from_scratch"):
+            forbidden = _forbidden(raw_part.get("forbidden")) or default_forbidden
+            if forbidden is None:
+                raise RubricError(f"{part_where}: from_scratch needs a 'forbidden' list")
+        checks = tuple(_check(raw, part_id, part_where) for raw in _require(raw_part, "checks", part_where))
+        if not checks:
+            raise RubricError(f"{part_where}: no checks")
+        parts.append(
+            Part(
+                id=part_id,
+                title=raw_part.get("title", part_id),
+                answer_cell=raw_part.get("answer_cell", part_id),
+                check_cell=raw_part.get("check_cell", f"check_{part_id}"),
+                function=raw_part.get("function", part_id),
+                checks=checks,
+                forbidden=forbidden,
+            )
+        )
+    rubric = Rubric(
+        assignment=_require(data, "assignment", where),
+        title=data.get("title", data["assignment"]),
+        notebook=data.get("notebook", f"{data['assignment']}.ipynb"),
+        setup_cells=tuple(data.get("setup_cells", ())),
+        files=tuple(data.get("files", ())),
+        limits=_limits(data.get("limits"), where),
+        parts=tuple(parts),
+        path=path,
+    )
+    for label, ids in (
+        ("part", [p.id for p in rubric.parts]),
+        ("check", [c.id for c in rubric.checks]),
+        ("answer cell", [p.answer_cell for p in rubric.parts]),
+    ):
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise RubricError(f"{where}: duplicate {label} ids {duplicates}")
+    return rubric
+
+
+def load_rubric(path: str | Path) -> Rubric:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise RubricError(f"no rubric at {path}") from None
+    except yaml.YAMLError as exc:
+        raise RubricError(f"{path}: invalid YAML: {exc}") from None
+    return parse_rubric(data, path)
