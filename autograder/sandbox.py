@@ -61,8 +61,22 @@ class SandboxInfo:
 # --------------------------------------------------------------------------- commands
 
 
+def _ro_bind(source: Path | str, dest: Path | str, made: set[str]) -> list[str]:
+    """Bind ``source`` read-only at ``dest``, creating readable parent folders first.
+
+    bubblewrap creates missing parents with the caller's umask (often 0700), which
+    the unprivileged uid the server drops to could not traverse.
+    """
+    args = []
+    for parent in reversed(Path(dest).parents[:-1]):
+        if str(parent) not in made:
+            made.add(str(parent))
+            args += ["--perms", "0755", "--dir", str(parent)]
+    return args + ["--ro-bind", str(source), str(dest)]
+
+
 def _bwrap_binds(course_dir: Path, device: str) -> list[str]:
-    prefixes = sorted({Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.prefix)})
+    made: set[str] = set()
     args = ["--ro-bind", "/usr", "/usr"]
     for name in ("lib", "lib64", "bin", "sbin"):
         target = Path("/") / name
@@ -73,14 +87,13 @@ def _bwrap_binds(course_dir: Path, device: str) -> list[str]:
     for name in ETC_FILES:
         path = Path("/etc") / name
         if path.exists():
-            args += ["--ro-bind", str(path), str(path)]
+            args += _ro_bind(path, path, made)
+    prefixes = sorted({Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.prefix)})
     for prefix in prefixes:
         if not str(prefix).startswith("/usr/"):
-            for parent in reversed(prefix.parents[:-1]):  # readable after the uid drop
-                args += ["--perms", "0755", "--dir", str(parent)]
-            args += ["--ro-bind", str(prefix), str(prefix)]
-    args += ["--ro-bind", str(CHILD_DIR), SANDBOX_CHILD_DIR]
-    args += ["--ro-bind", str(course_dir), SANDBOX_COURSE_DIR]
+            args += _ro_bind(prefix, prefix, made)
+    args += _ro_bind(CHILD_DIR, SANDBOX_CHILD_DIR, made)
+    args += _ro_bind(course_dir.resolve(), SANDBOX_COURSE_DIR, made)
     if device == "cuda":
         for dev in sorted(Path("/dev").glob("nvidia*")):
             args += ["--dev-bind", str(dev), str(dev)]
@@ -178,11 +191,12 @@ class Worker:
         if self.info.mode != "bubblewrap":
             self.tmpdir = tempfile.mkdtemp(prefix=f"grader-worker{self.index}-")
             env = {"PATH": "/usr/bin:/bin", "HOME": self.tmpdir, "TMPDIR": self.tmpdir, "MPLBACKEND": "Agg", "CNNKIT_GRADING": "1"}
+        log = os.environ.get("AUTOGRADER_SANDBOX_LOG")  # debugging: the servers' stderr
         self.process = subprocess.Popen(
             self.command(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=open(log, "ab") if log else subprocess.DEVNULL,  # noqa: SIM115
             start_new_session=True,
             env=env,
         )

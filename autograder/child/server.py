@@ -123,6 +123,7 @@ def child_main(job: dict, out_fd: int, workdir: str, own_uid_isolated: bool) -> 
     os.dup2(output, 2)
     os.close(output)
     os.chdir(workdir)
+    sys.path.insert(0, workdir)  # the course helper module sits beside the notebook
     apply_limits(job["limits"], job["device"], own_uid_isolated)
     torch.set_num_threads(int(job.get("threads", 1)))
 
@@ -173,7 +174,10 @@ class Server:
                 return
             if job.get("type") == "stop":
                 return
-            self.run_job(job)
+            try:
+                self.run_job(job)
+            except Exception as exc:  # report and stay up for the next job
+                self.send({"type": "exit", "job": job.get("id"), "status": f"server error {type(exc).__name__}: {exc}"[:300], "output_tail": ""})
 
     def run_job(self, job: dict) -> None:
         workdir = os.path.join(self.work_root, f"job-{job['id']}")

@@ -1,0 +1,183 @@
+"""Reading submissions: find the graded cells by nbgrader ``grade_id``, never by position.
+
+A submission is untrusted input. Whatever is wrong with it (invalid JSON, an
+old nbformat, deleted, duplicated, reordered or retyped cells, a changed
+locked cell, another kernel) becomes a note in the report; only an unreadable
+file is fatal, and then only for that student. Locked cells are always taken
+from ``source/``, as nbgrader does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from autograder.rubric import Rubric
+
+MAX_NOTEBOOK_BYTES = 512 * 1024 * 1024
+STUB_MARKER = "raise NotImplementedError()"
+MAGIC = re.compile(r"^(\s*)([%!].*)$", re.MULTILINE)
+
+
+class NotebookError(ValueError):
+    """The file is not a notebook we can read; the message is for the student."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    grade_id: str | None
+    cell_type: str
+    source: str
+    locked: bool = False
+    solution: bool = False
+    grade: bool = False
+    points: float = 0.0
+
+
+@dataclass
+class Answers:
+    """The student's code for each answer cell, with notes on what had to be repaired."""
+
+    cells: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)  # answer cell -> why it is missing
+
+
+def _text(source) -> str:
+    return "".join(source) if isinstance(source, list) else str(source or "")
+
+
+def parse_cells(raw: bytes, label: str = "notebook") -> tuple[list[Cell], dict, list[str]]:
+    """Parse notebook bytes into cells. Returns (cells, notebook metadata, notes)."""
+    notes: list[str] = []
+    if len(raw) > MAX_NOTEBOOK_BYTES:
+        raise NotebookError(f"the {label} is {len(raw) / 2**20:.0f} MB, over the {MAX_NOTEBOOK_BYTES // 2**20} MB limit")
+    if not raw.strip():
+        raise NotebookError(f"the {label} is an empty file")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise NotebookError(f"the {label} is not valid JSON{where}; was it saved correctly?") from None
+    if not isinstance(data, dict):
+        raise NotebookError(f"the {label} is JSON but not a notebook")
+    major = data.get("nbformat")
+    if major == 3 or "worksheets" in data:
+        try:
+            data = json.loads(nbformat.writes(nbformat.reads(raw.decode("utf-8"), as_version=4)))
+        except Exception:
+            raise NotebookError(f"the {label} uses nbformat 3 and could not be converted") from None
+        notes.append("the notebook used nbformat 3; it was converted to nbformat 4")
+    elif major != 4:
+        raise NotebookError(f"the {label} has an unsupported nbformat version {major!r}")
+    cells_raw = data.get("cells")
+    if not isinstance(cells_raw, list):
+        raise NotebookError(f"the {label} has no list of cells")
+    cells = []
+    for raw_cell in cells_raw:
+        if not isinstance(raw_cell, dict):
+            continue
+        meta = raw_cell.get("metadata")
+        nbg = meta.get("nbgrader") if isinstance(meta, dict) else None
+        nbg = nbg if isinstance(nbg, dict) else {}
+        grade_id = nbg.get("grade_id") if isinstance(nbg.get("grade_id"), str) else None
+        points = nbg.get("points")
+        cells.append(
+            Cell(
+                grade_id=grade_id,
+                cell_type=str(raw_cell.get("cell_type", "")),
+                source=_text(raw_cell.get("source")),
+                locked=bool(nbg.get("locked")),
+                solution=bool(nbg.get("solution")),
+                grade=bool(nbg.get("grade")),
+                points=float(points) if isinstance(points, int | float) else 0.0,
+            )
+        )
+    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    return cells, metadata, notes
+
+
+def read_source(path: str | Path) -> list[Cell]:
+    """The instructor's notebook; errors here are the course's, so they propagate."""
+    cells, _, _ = parse_cells(Path(path).read_bytes(), f"source notebook {path}")
+    return cells
+
+
+def strip_magics(source: str) -> str:
+    """IPython line magics and shell escapes cannot run outside IPython: comment them out."""
+    return MAGIC.sub(r"\1# (not run by the grader) \2", source)
+
+
+def _defines(source: str, function: str) -> bool:
+    return re.search(rf"^\s*(def|class)\s+{re.escape(function)}\b", source, re.MULTILINE) is not None
+
+
+def extract_answers(raw: bytes, rubric: Rubric, source: list[Cell]) -> Answers:
+    """Match the submission's answer cells to the rubric's parts."""
+    cells, metadata, notes = parse_cells(raw, "submission")
+    answers = Answers(notes=list(notes))
+    kernel = (metadata.get("kernelspec") or {}).get("name") if isinstance(metadata.get("kernelspec"), dict) else None
+    if kernel not in (None, "python3"):
+        answers.notes.append(f"the notebook asks for kernel '{kernel}'; it was graded with Python 3")
+
+    by_id: dict[str, list[Cell]] = {}
+    for cell in cells:
+        if cell.grade_id:
+            by_id.setdefault(cell.grade_id, []).append(cell)
+    known_ids = {cell.grade_id for cell in source if cell.grade_id}
+    if by_id and not (set(by_id) & known_ids):
+        raise NotebookError(
+            f"this notebook does not belong to {rubric.assignment}: none of its graded cells "
+            f"({', '.join(sorted(by_id)[:5])}) are cells of this assignment"
+        )
+
+    claimed: set[int] = set()
+    for part in rubric.parts:
+        cell_id = part.answer_cell
+        found = by_id.get(cell_id, [])
+        code = [c for c in found if c.cell_type == "code"]
+        if len(found) > 1:
+            worked = [c for c in code if STUB_MARKER not in c.source] or code or found
+            chosen = worked[-1]
+            answers.notes.append(f"cell '{cell_id}' appears {len(found)} times; the last edited copy was graded")
+        elif found:
+            chosen = found[0]
+        else:
+            chosen = None
+            for index, cell in enumerate(cells):
+                if index not in claimed and cell.cell_type == "code" and cell.grade_id is None and _defines(cell.source, part.function):
+                    chosen = cell
+                    claimed.add(index)
+                    answers.notes.append(f"cell '{cell_id}' lost its nbgrader metadata; the cell that defines {part.function}() was graded instead")
+                    break
+        if chosen is None:
+            answers.missing[cell_id] = f"cell '{cell_id}' is missing from the notebook (deleted?)"
+            continue
+        if chosen.cell_type != "code":
+            answers.notes.append(f"cell '{cell_id}' was changed to a {chosen.cell_type} cell; its text was graded as code")
+        answers.cells[cell_id] = strip_magics(chosen.source)
+
+    for cell in source:
+        if cell.locked and cell.grade_id and cell.cell_type == "code":
+            theirs = by_id.get(cell.grade_id)
+            if theirs and theirs[0].source.strip() != cell.source.strip():
+                answers.notes.append(f"locked cell '{cell.grade_id}' was modified; the original was used")
+    return answers
+
+
+def build_program(rubric: Rubric, source: list[Cell], answers: Answers) -> list[dict]:
+    """The cells the sandbox runs, in the source notebook's order.
+
+    Setup cells come from the source (trusted); answer cells from the student.
+    """
+    program = []
+    for cell in source:
+        if cell.grade_id in rubric.setup_cells:
+            program.append({"id": cell.grade_id, "source": strip_magics(cell.source)})
+        elif cell.grade_id in answers.cells:
+            program.append({"id": cell.grade_id, "source": answers.cells[cell.grade_id]})
+    return program

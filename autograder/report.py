@@ -1,0 +1,133 @@
+"""What people read: per-student feedback, the class report with figures, grades.csv."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import statistics
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from autograder.results import SubmissionResult  # noqa: E402
+from autograder.rubric import Rubric  # noqa: E402
+from autograder.sandbox import SandboxInfo  # noqa: E402
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;width:100%;font-size:.92em}td,th{border-bottom:1px solid #eee;padding:.35em .5em;text-align:left;vertical-align:top}
+.pass{color:#1a7f37;font-weight:600}.fail{color:#cf222e;font-weight:600}.score{font-size:1.3em}
+.note{background:#fff8c5;padding:.4em .7em;border-radius:4px;margin:.3em 0}.weak{background:#ffebe9}
+code,pre{background:#f6f8fa;padding:.1em .3em;border-radius:3px;font-size:.9em}pre{padding:.6em;white-space:pre-wrap}
+img{max-width:100%}.muted{color:#666}
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>{body}</body></html>\n"
+
+
+def _figure(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return f"<img alt='figure' src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'>"
+
+
+def _sandbox_note(text: str) -> str:
+    weak = "WEAKER" in text
+    return f"<p class='note{' weak' if weak else ''}'>Sandbox: {html.escape(text)}</p>"
+
+
+def write_feedback(path: Path, result: SubmissionResult, rubric: Rubric) -> Path:
+    """One student's feedback: every check, pass or fail, with the measured error."""
+    rows = []
+    for part in rubric.parts:
+        tests = [t for t in result.tests if t.part == part.id]
+        got = sum(t.score for t in tests)
+        rows.append(f"<tr><th colspan='3'>{html.escape(part.title)} — {got:g} / {part.points:g}</th></tr>")
+        for test in tests:
+            status = "<span class='pass'>passed</span>" if test.passed else "<span class='fail'>failed</span>"
+            check = rubric.check(test.check)
+            hint = f"<br><span class='muted'>Hint: {html.escape(check.hint)}</span>" if check.hint and not test.passed else ""
+            rows.append(
+                f"<tr><td>{status}</td><td>{html.escape(check.description)}<br><span class='muted'>{html.escape(test.output)}</span>{hint}</td>"
+                f"<td>{test.score:g} / {test.max_score:g}</td></tr>"
+            )
+    notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in result.notes)
+    if result.fatal:
+        notes = f"<p class='note weak'>Not graded: {html.escape(result.fatal)}</p>" + notes
+    output = f"<h2>What your code printed (last lines)</h2><pre>{html.escape(result.output_tail)}</pre>" if result.output_tail.strip() else ""
+    body = (
+        f"<h1>{html.escape(rubric.title)} — feedback for {html.escape(result.student)}</h1>"
+        f"<p class='score'>Score: <b>{result.score:g} / {result.max_score:g}</b></p>{notes}"
+        f"<table>{''.join(rows)}</table>{output}"
+        f"{_sandbox_note(result.sandbox)}<p class='muted'>Device: {html.escape(result.device)}. Grading took {result.execution_time:.1f} s.</p>"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_page(f"Feedback {result.student}", body))
+    return path
+
+
+def write_grades_csv(path: Path, results: list[SubmissionResult], rubric: Rubric) -> Path:
+    with path.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["student", "score", "max_score", *[p.id for p in rubric.parts], "notes"])
+        for result in results:
+            parts = [f"{sum(t.score for t in result.tests if t.part == p.id):g}" for p in rubric.parts]
+            notes = "; ".join(([result.fatal] if result.fatal else []) + result.notes)
+            writer.writerow([result.student, f"{result.score:g}", f"{result.max_score:g}", *parts, notes])
+    return path
+
+
+def write_class_report(path: Path, results: list[SubmissionResult], rubric: Rubric, sandbox: SandboxInfo, device: str) -> Path:
+    """Where the class struggles: score histogram, pass rate per check, time per submission."""
+    figures = []
+    if results:
+        scores = [r.score for r in results]
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.hist(scores, bins=min(20, max(5, len(scores))), range=(0, rubric.total_points), color="#4c72b0", edgecolor="white")
+        ax.set(xlabel="score", ylabel="students", title="Score distribution")
+        figures.append(_figure(fig))
+
+        checks = rubric.checks
+        rates = [sum(1 for r in results for t in r.tests if t.check == c.id and t.passed) / len(results) for c in checks]
+        fig, ax = plt.subplots(figsize=(7, 0.3 * len(checks) + 1))
+        ax.barh([c.id for c in checks][::-1], [100 * r for r in rates][::-1], color=["#55a868" if r >= 0.5 else "#c44e52" for r in rates][::-1])
+        ax.set(xlim=(0, 100), xlabel="% of students passing", title="Pass rate per check")
+        figures.append(_figure(fig))
+
+        times = [r.execution_time for r in results]
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.bar(range(len(times)), sorted(times), color="#8172b2")
+        ax.set(xlabel="submissions (sorted)", ylabel="seconds", title="Grading time per submission")
+        figures.append(_figure(fig))
+
+    rows = "".join(
+        f"<tr><td><a href='{html.escape(r.student)}/feedback.html'>{html.escape(r.student)}</a></td><td>{r.score:g} / {r.max_score:g}</td>"
+        f"<td>{r.execution_time:.1f} s</td><td>{html.escape('; '.join(([r.fatal] if r.fatal else []) + r.notes)[:300])}</td></tr>"
+        for r in results
+    )
+    hardest = ""
+    if results:
+        failing = sorted(
+            ((sum(1 for r in results for t in r.tests if t.check == c.id and not t.passed), c) for c in rubric.checks),
+            key=lambda item: -item[0],
+        )
+        hardest = "".join(f"<li><b>{html.escape(c.id)}</b> ({html.escape(c.description)}): failed by {n} of {len(results)}</li>" for n, c in failing[:5] if n)
+    median = statistics.median([r.score for r in results]) if results else 0
+    body = (
+        f"<h1>{html.escape(rubric.title)} — class report</h1>"
+        f"<p>{len(results)} submissions, median score {median:g} / {rubric.total_points:g}. Device: {html.escape(device)}.</p>"
+        f"{_sandbox_note(sandbox.description)}"
+        f"<h2>Where the class struggles</h2><ul>{hardest or '<li>every check passed by everyone</li>'}</ul>"
+        f"{''.join(figures)}<h2>Students</h2><table><tr><th>student</th><th>score</th><th>time</th><th>notes</th></tr>{rows}</table>"
+    )
+    path.write_text(_page(f"Class report {rubric.assignment}", body))
+    return path

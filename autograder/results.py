@@ -1,0 +1,124 @@
+"""Results of grading one submission, and their Gradescope ``results.json`` form."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+TIMING_FIELDS = ("execution_time", "seconds")
+
+
+@dataclass
+class TestResult:
+    check: str
+    part: str
+    name: str
+    score: float
+    max_score: float
+    passed: bool
+    output: str
+
+
+@dataclass
+class SubmissionResult:
+    assignment: str
+    student: str
+    score: float
+    max_score: float
+    tests: list[TestResult]
+    notes: list[str] = field(default_factory=list)
+    sandbox: str = ""
+    device: str = "cpu"
+    sha256: str = ""
+    execution_time: float = 0.0
+    output_tail: str = ""
+    fatal: str | None = None
+
+    def to_gradescope(self) -> dict:
+        """Gradescope's autograder results schema, with our details under ``extra_data``."""
+        lines = [f"Sandbox: {self.sandbox}", f"Device: {self.device}"]
+        lines += [f"Note: {note}" for note in self.notes]
+        if self.fatal:
+            lines.insert(0, f"This submission could not be graded: {self.fatal}")
+        return {
+            "score": round(self.score, 4),
+            "execution_time": round(self.execution_time, 3),
+            "output": "\n".join(lines),
+            "visibility": "visible",
+            "stdout_visibility": "hidden",
+            "tests": [
+                {
+                    "name": test.name,
+                    "score": round(test.score, 4),
+                    "max_score": round(test.max_score, 4),
+                    "status": "passed" if test.passed else "failed",
+                    "output": test.output,
+                    "visibility": "visible",
+                    "tags": [test.part],
+                    "number": test.check,
+                }
+                for test in self.tests
+            ],
+            "extra_data": {
+                "assignment": self.assignment,
+                "student": self.student,
+                "max_score": self.max_score,
+                "sandbox": self.sandbox,
+                "device": self.device,
+                "submission_sha256": self.sha256,
+                "notes": self.notes,
+                "fatal": self.fatal,
+            },
+        }
+
+    @classmethod
+    def from_gradescope(cls, data: dict) -> SubmissionResult:
+        extra = data.get("extra_data", {})
+        tests = [
+            TestResult(
+                check=t["number"],
+                part=(t.get("tags") or [""])[0],
+                name=t["name"],
+                score=t["score"],
+                max_score=t["max_score"],
+                passed=t["status"] == "passed",
+                output=t.get("output", ""),
+            )
+            for t in data.get("tests", [])
+        ]
+        return cls(
+            assignment=extra.get("assignment", ""),
+            student=extra.get("student", ""),
+            score=data["score"],
+            max_score=extra.get("max_score", sum(t.max_score for t in tests)),
+            tests=tests,
+            notes=extra.get("notes", []),
+            sandbox=extra.get("sandbox", ""),
+            device=extra.get("device", ""),
+            sha256=extra.get("submission_sha256", ""),
+            execution_time=data.get("execution_time", 0.0),
+            fatal=extra.get("fatal"),
+        )
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write via a temporary file and rename, so a killed run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(data, stream, indent=2, sort_keys=True)
+        stream.write("\n")
+    os.replace(temporary, path)
+
+
+def read_results(path: Path) -> SubmissionResult | None:
+    try:
+        return SubmissionResult.from_gradescope(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

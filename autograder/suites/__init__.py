@@ -1,0 +1,1 @@
+"""Hidden suites, one module per assignment (never shipped to students)."""

@@ -1,0 +1,1 @@
+"""Trusted reference implementations that the hidden suites use as oracles."""
