@@ -42,11 +42,19 @@ def grade(
     )
 
 
-def demo(out: str | Path = "demo", *, assignments: list[str] | None = None, workers: int = 2, course: Course | None = None) -> list[BatchSummary]:
+def demo(
+    out: str | Path = "demo",
+    *,
+    assignments: list[str] | None = None,
+    workers: int = 2,
+    course: Course | None = None,
+) -> list[BatchSummary]:
     """Release, build a demo class per assignment, grade it; see :mod:`autograder.demo`."""
     from autograder.demo import run_demo
 
-    return run_demo(Path(out), assignments=assignments, workers=workers, course=course or Course.here())
+    return run_demo(
+        Path(out), assignments=assignments, workers=workers, course=course or Course.here()
+    )
 
 
 def format_summary(summary: BatchSummary) -> str:
@@ -59,7 +67,9 @@ def format_summary(summary: BatchSummary) -> str:
     ]
     for result in summary.results:
         note = (result.fatal or "; ".join(result.notes))[:70]
-        lines.append(f"{result.student:<{width}}  {result.score:>5g} / {result.max_score:<3g}  {note}")
+        lines.append(
+            f"{result.student:<{width}}  {result.score:>5g} / {result.max_score:<3g}  {note}"
+        )
     lines += [f"{name + ':':<10} {path}" for name, path in summary.paths.items()]
     lines.append(f"{'feedback:':<10} {summary.out_dir}/<student>/feedback.html, results.json")
     return "\n".join(lines)

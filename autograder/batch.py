@@ -96,7 +96,12 @@ def grade_batch(
     todo: list[Submission] = []
     for submission in submissions:
         previous = read_results(out_dir / submission.student / "results.json")
-        if not force and previous is not None and submission.path is not None and previous.sha256 == _sha(submission.path):
+        if (
+            not force
+            and previous is not None
+            and submission.path is not None
+            and previous.sha256 == _sha(submission.path)
+        ):
             results[submission.student] = previous
             record(book, grader.rubric, previous)  # the gradebook may have missed it before a crash
         else:
@@ -119,14 +124,30 @@ def grade_batch(
                 try:
                     finished.put(grade_one(grader, worker, submission, number))
                 except Exception as exc:  # a bug of ours must not lose the batch
-                    finished.put(grader.fatal_result(submission.student, "", f"internal grader error: {exc!r}", info.description))
+                    finished.put(
+                        grader.fatal_result(
+                            submission.student,
+                            "",
+                            f"internal grader error: {exc!r}",
+                            info.description,
+                        )
+                    )
         finally:
             worker.kill()
 
-    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(max(1, min(workers, len(todo))))]
+    threads = [
+        threading.Thread(target=work, args=(i,), daemon=True)
+        for i in range(max(1, min(workers, len(todo))))
+    ]
     for thread in threads:
         thread.start()
-    bar = tqdm(total=len(todo), desc=f"grading {assignment}", unit="nb", disable=not progress, file=sys.stderr)
+    bar = tqdm(
+        total=len(todo),
+        desc=f"grading {assignment}",
+        unit="nb",
+        disable=not progress,
+        file=sys.stderr,
+    )
     for _ in todo:
         result = finished.get()
         write_json_atomic(out_dir / result.student / "results.json", result.to_gradescope())
@@ -141,20 +162,37 @@ def grade_batch(
     book.close()
 
     ordered = [results[key] for key in sorted(results)]
-    summary = BatchSummary(assignment, out_dir, ordered, len(todo), reused, info, device, time.monotonic() - started)
+    summary = BatchSummary(
+        assignment, out_dir, ordered, len(todo), reused, info, device, time.monotonic() - started
+    )
     summary.paths["grades"] = write_grades_csv(out_dir / "grades.csv", ordered, grader.rubric)
-    summary.paths["report"] = write_class_report(out_dir / "report.html", ordered, grader.rubric, info, device)
-    summary.paths["gradebook"] = Path(gradebook_url.removeprefix("sqlite:///")) if gradebook_url.startswith("sqlite:///") else Path(gradebook_url)
+    summary.paths["report"] = write_class_report(
+        out_dir / "report.html", ordered, grader.rubric, info, device
+    )
+    summary.paths["gradebook"] = (
+        Path(gradebook_url.removeprefix("sqlite:///"))
+        if gradebook_url.startswith("sqlite:///")
+        else Path(gradebook_url)
+    )
     return summary
 
 
-def grade_one(grader: AssignmentGrader, worker: Worker, submission: Submission, number: int) -> SubmissionResult:
+def grade_one(
+    grader: AssignmentGrader, worker: Worker, submission: Submission, number: int
+) -> SubmissionResult:
     if submission.path is None:
-        return grader.fatal_result(submission.student, "", submission.problem, worker.info.description)
+        return grader.fatal_result(
+            submission.student, "", submission.problem, worker.info.description
+        )
     try:
         raw = submission.path.read_bytes()
     except OSError as exc:
-        return grader.fatal_result(submission.student, "", f"could not read the file ({exc.strerror})", worker.info.description)
+        return grader.fatal_result(
+            submission.student,
+            "",
+            f"could not read the file ({exc.strerror})",
+            worker.info.description,
+        )
     result = grader.grade(worker, raw, submission.student, job_id=number)
     if submission.problem:
         result.notes.insert(0, submission.problem)

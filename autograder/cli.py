@@ -9,24 +9,53 @@ from autograder import api
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m autograder", description="Release and grade the CNN course assignments.")
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder", description="Release and grade the CNN course assignments."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    release = commands.add_parser("release", help="generate student versions into release/ with nbgrader")
-    release.add_argument("assignments", nargs="*", metavar="ID", help="assignment ids (default: all)")
+    release = commands.add_parser(
+        "release", help="generate student versions into release/ with nbgrader"
+    )
+    release.add_argument(
+        "assignments", nargs="*", metavar="ID", help="assignment ids (default: all)"
+    )
 
     grade = commands.add_parser("grade", help="grade a folder of submissions")
     grade.add_argument("assignment", metavar="ID")
-    grade.add_argument("submissions", metavar="SUBMISSIONS", help="nbgrader submitted/ tree or a folder of <student>.ipynb")
-    grade.add_argument("--out", required=True, metavar="DIR", help="where results, feedback and reports go")
-    grade.add_argument("--workers", type=int, default=2, metavar="N", help="sandbox workers in parallel (default 2)")
+    grade.add_argument(
+        "submissions",
+        metavar="SUBMISSIONS",
+        help="nbgrader submitted/ tree or a folder of <student>.ipynb",
+    )
+    grade.add_argument(
+        "--out", required=True, metavar="DIR", help="where results, feedback and reports go"
+    )
+    grade.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="sandbox workers in parallel (default 2)",
+    )
     grade.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    grade.add_argument("--gradebook", metavar="URL", help="SQLAlchemy URL (default: sqlite:///DIR/gradebook.db)")
-    grade.add_argument("--force", action="store_true", help="regrade students whose results are up to date")
-    grade.add_argument("--sandbox", default="auto", choices=["auto", "bubblewrap", "rlimits"], help="isolation (default: bubblewrap where it works)")
+    grade.add_argument(
+        "--gradebook", metavar="URL", help="SQLAlchemy URL (default: sqlite:///DIR/gradebook.db)"
+    )
+    grade.add_argument(
+        "--force", action="store_true", help="regrade students whose results are up to date"
+    )
+    grade.add_argument(
+        "--sandbox",
+        default="auto",
+        choices=["auto", "bubblewrap", "rlimits"],
+        help="isolation (default: bubblewrap where it works)",
+    )
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    demo = commands.add_parser("demo", help="build a small demo class for each assignment and grade it")
+    demo = commands.add_parser(
+        "demo", help="build a small demo class for each assignment and grade it"
+    )
     demo.add_argument("--out", default="demo", metavar="DIR")
     demo.add_argument("--workers", type=int, default=2, metavar="N")
     demo.add_argument("assignments", nargs="*", metavar="ID", help="assignment ids (default: all)")
@@ -53,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(api.format_summary(summary))
         elif args.command == "demo":
-            for summary in api.demo(args.out, assignments=args.assignments or None, workers=args.workers):
+            for summary in api.demo(
+                args.out, assignments=args.assignments or None, workers=args.workers
+            ):
                 print(api.format_summary(summary))
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

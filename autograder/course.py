@@ -46,7 +46,9 @@ class Course:
     def assignments(self) -> list[str]:
         """Assignments that have both a source notebook and a rubric."""
         return sorted(
-            path.stem for path in self.rubrics_dir.glob("*.yaml") if self.source_notebook(path.stem).exists()
+            path.stem
+            for path in self.rubrics_dir.glob("*.yaml")
+            if self.source_notebook(path.stem).exists()
         )
 
     def require(self, assignment: str) -> None:

@@ -46,23 +46,41 @@ class AssignmentGrader:
         return self.course.release_dir / self.assignment
 
     def findings(self, cells: dict[str, str]) -> dict[str, list[Finding]]:
-        escapes = [f for cell_id, text in cells.items() for f in scan(cell_id, text, ()) if f.escape]
+        escapes = [
+            f for cell_id, text in cells.items() for f in scan(cell_id, text, ()) if f.escape
+        ]
         result = {}
         for part in self.rubric.parts:
             if part.forbidden is None:
                 continue
-            own = [f for f in scan(part.answer_cell, cells.get(part.answer_cell, ""), part.forbidden.names) if not f.escape]
+            own = [
+                f
+                for f in scan(
+                    part.answer_cell, cells.get(part.answer_cell, ""), part.forbidden.names
+                )
+                if not f.escape
+            ]
             if own or escapes:
                 result[part.id] = own + escapes
         return result
 
     def fatal_result(self, student: str, sha: str, message: str, sandbox: str) -> SubmissionResult:
         tests = [
-            TestResult(c.id, c.part, self._name(c.id), 0.0, c.points, False, f"not graded: {message}")
+            TestResult(
+                c.id, c.part, self._name(c.id), 0.0, c.points, False, f"not graded: {message}"
+            )
             for c in self.rubric.checks
         ]
         return SubmissionResult(
-            self.assignment, student, 0.0, self.rubric.total_points, tests, sandbox=sandbox, device=self.device, sha256=sha, fatal=message
+            self.assignment,
+            student,
+            0.0,
+            self.rubric.total_points,
+            tests,
+            sandbox=sandbox,
+            device=self.device,
+            sha256=sha,
+            fatal=message,
         )
 
     def _name(self, check_id: str) -> str:
@@ -93,7 +111,15 @@ class AssignmentGrader:
             if cell_id in execution.cell_errors:
                 notes.append(f"setup cell '{cell_id}' failed: {execution.cell_errors[cell_id]}")
         tests = [
-            TestResult(o.check.id, o.check.part, self._name(o.check.id), o.score, o.check.points, o.passed, o.message)
+            TestResult(
+                o.check.id,
+                o.check.part,
+                self._name(o.check.id),
+                o.score,
+                o.check.points,
+                o.passed,
+                o.message,
+            )
             for o in outcomes
         ]
         return SubmissionResult(

@@ -50,15 +50,23 @@ def _shape(t: torch.Tensor) -> str:
     return "(" + ", ".join(str(s) for s in t.shape) + (",)" if t.dim() == 1 else ")")
 
 
-def compare_tensors(actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float, what: str) -> str | None:
+def compare_tensors(
+    actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float, what: str
+) -> str | None:
     if actual.shape != expected.shape:
         return f"{what} has shape {_shape(actual)}, expected {_shape(expected)}"
-    if actual.dtype == torch.bool or expected.dtype == torch.bool or not expected.is_floating_point():
+    if (
+        actual.dtype == torch.bool
+        or expected.dtype == torch.bool
+        or not expected.is_floating_point()
+    ):
         if actual.is_floating_point() and not expected.is_floating_point():
             return f"{what} has dtype {actual.dtype}, expected an integer tensor"
         wrong = int((actual.to(torch.int64) != expected.to(torch.int64)).sum())
         return f"{what}: {wrong} of {expected.numel()} entries differ" if wrong else None
-    if actual.is_complex() or not (actual.is_floating_point() or actual.dtype in (torch.int32, torch.int64)):
+    if actual.is_complex() or not (
+        actual.is_floating_point() or actual.dtype in (torch.int32, torch.int64)
+    ):
         return f"{what} has dtype {actual.dtype}, expected a floating-point tensor"
     a, e = actual.to(torch.float64), expected.to(torch.float64)
     if not torch.isfinite(a).all():
@@ -74,10 +82,16 @@ def compare_tensors(actual: torch.Tensor, expected: torch.Tensor, rtol: float, a
     return f"{what}: max abs error {float(error.max()):.1e}, allowed {float(allowed.flatten()[worst]):.1e}"
 
 
-def compare_values(actual: Any, expected: Any, rtol: float, atol: float, device: str, what: str = "output") -> str | None:
+def compare_values(
+    actual: Any, expected: Any, rtol: float, atol: float, device: str, what: str = "output"
+) -> str | None:
     """Structural comparison of a decoded probe output with a trusted reference."""
     if isinstance(expected, torch.Tensor):
-        if not (isinstance(actual, dict) and TENSOR_TAG in actual and isinstance(actual[TENSOR_TAG], torch.Tensor)):
+        if not (
+            isinstance(actual, dict)
+            and TENSOR_TAG in actual
+            and isinstance(actual[TENSOR_TAG], torch.Tensor)
+        ):
             return f"{what} is {_kind(actual)}, expected a torch.Tensor"
         if type(actual[TENSOR_TAG]) is not torch.Tensor:
             return f"{what} is not a plain tensor"
@@ -85,7 +99,11 @@ def compare_values(actual: Any, expected: Any, rtol: float, atol: float, device:
             return f"{what} is on {actual.get('device')}, but the inputs were on {device} (hard-coded .cpu() or .cuda()?)"
         return compare_tensors(actual[TENSOR_TAG], expected, rtol, atol, what)
     if isinstance(expected, np.ndarray):
-        if not (isinstance(actual, dict) and NDARRAY_TAG in actual and isinstance(actual[NDARRAY_TAG], torch.Tensor)):
+        if not (
+            isinstance(actual, dict)
+            and NDARRAY_TAG in actual
+            and isinstance(actual[NDARRAY_TAG], torch.Tensor)
+        ):
             return f"{what} is {_kind(actual)}, expected a NumPy array"
         return compare_tensors(actual[NDARRAY_TAG], torch.from_numpy(expected), rtol, atol, what)
     if isinstance(expected, bool):
@@ -120,14 +138,20 @@ def compare_values(actual: Any, expected: Any, rtol: float, atol: float, device:
         for key, e in expected.items():
             if key not in actual:
                 return f"{what} has no '{key}'"
-            name = {"value": "output", "grads": "gradient"}.get(key, key) if what == "output" else f"{what}.{key}"
+            name = (
+                {"value": "output", "grads": "gradient"}.get(key, key)
+                if what == "output"
+                else f"{what}.{key}"
+            )
             failure = compare_values(actual[key], e, rtol, atol, device, name)
             if failure:
                 return failure
         return None
     if expected is None:
         return None if actual is None else f"{what} is {_kind(actual)}, expected None"
-    raise TypeError(f"the suite produced an expected value of unsupported type {type(expected).__name__}")
+    raise TypeError(
+        f"the suite produced an expected value of unsupported type {type(expected).__name__}"
+    )
 
 
 def forbidden_ops_used(ops: list[str] | None, patterns: tuple[str, ...]) -> list[str]:
@@ -138,7 +162,9 @@ def forbidden_ops_used(ops: list[str] | None, patterns: tuple[str, ...]) -> list
     return sorted({op for op in ops if any(fnmatch.fnmatchcase(op, p) for p in patterns)})
 
 
-def judge_case(case: Case, payload: dict | None, check: Check, part: Part, device: str) -> tuple[str | None, list[str]]:
+def judge_case(
+    case: Case, payload: dict | None, check: Check, part: Part, device: str
+) -> tuple[str | None, list[str]]:
     """(failure message or None, forbidden ops seen) for one case."""
     if payload is None:
         return "not run", []
@@ -146,7 +172,11 @@ def judge_case(case: Case, payload: dict | None, check: Check, part: Part, devic
         return str(payload.get("error", "failed")), []
     ops = forbidden_ops_used(payload.get("ops"), part.forbidden.ops if part.forbidden else ())
     actual = {key: value for key, value in payload.items() if key not in ("ok", "seconds", "ops")}
-    expected = case.expected if isinstance(case.expected, dict) and "value" in case.expected else {"value": case.expected}
+    expected = (
+        case.expected
+        if isinstance(case.expected, dict) and "value" in case.expected
+        else {"value": case.expected}
+    )
     try:
         if case.compare is not None:
             failure = case.compare(actual, case.expected, check.rtol, check.atol)
@@ -155,6 +185,21 @@ def judge_case(case: Case, payload: dict | None, check: Check, part: Part, devic
     except Exception as exc:  # a malformed output must never crash the batch
         failure = f"the output could not be compared ({type(exc).__name__})"
     return failure, ops
+
+
+def summarize(failures: list[tuple[str, str]], total: int) -> str:
+    """One line per check: the failing cases with their measured errors, not repeated."""
+    plural = "s" if total > 1 else ""
+    if not failures:
+        return f"passed ({total} case{plural})"
+    distinct = {failure for _, failure in failures}
+    if len(distinct) == 1 and len(failures) > 1:
+        label, failure = failures[0]
+        return f"{failure} ({len(failures)} of {total} cases, e.g. {label})"
+    shown = "; ".join(
+        f"{label}: {failure}" if label else failure for label, failure in failures[:MAX_MESSAGES]
+    )
+    return shown + (f" ({len(failures)} of {total} cases failed)" if total > 1 else "")
 
 
 def judge(
@@ -173,19 +218,15 @@ def judge(
         runtime_ops: set[str] = set()
         part_outcomes = []
         for check in part.checks:
-            failures = []
+            failures: list[tuple[str, str]] = []
             for offset, case in enumerate(cases[check.id]):
-                failure, ops = judge_case(case, results.get(first_index[check.id] + offset), check, part, device)
+                failure, ops = judge_case(
+                    case, results.get(first_index[check.id] + offset), check, part, device
+                )
                 runtime_ops.update(ops)
                 if failure:
-                    failures.append(f"{case.label}: {failure}" if case.label else failure)
-            total = len(cases[check.id])
-            if failures:
-                shown = "; ".join(failures[:MAX_MESSAGES])
-                more = f" ({len(failures)} of {total} cases failed)" if total > 1 else ""
-                message = shown + more
-            else:
-                message = f"passed ({total} case{'s' if total > 1 else ''})"
+                    failures.append((case.label, failure))
+            message = summarize(failures, len(cases[check.id]))
             part_outcomes.append(CheckOutcome(check, not failures, message))
         reason = None
         if part.answer_cell in missing_cells:

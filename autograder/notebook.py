@@ -55,14 +55,22 @@ def parse_cells(raw: bytes, label: str = "notebook") -> tuple[list[Cell], dict, 
     """Parse notebook bytes into cells. Returns (cells, notebook metadata, notes)."""
     notes: list[str] = []
     if len(raw) > MAX_NOTEBOOK_BYTES:
-        raise NotebookError(f"the {label} is {len(raw) / 2**20:.0f} MB, over the {MAX_NOTEBOOK_BYTES // 2**20} MB limit")
+        raise NotebookError(
+            f"the {label} is {len(raw) / 2**20:.0f} MB, over the {MAX_NOTEBOOK_BYTES // 2**20} MB limit"
+        )
     if not raw.strip():
         raise NotebookError(f"the {label} is an empty file")
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
-        raise NotebookError(f"the {label} is not valid JSON{where}; was it saved correctly?") from None
+        where = (
+            f" (line {exc.lineno}, column {exc.colno})"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
+        raise NotebookError(
+            f"the {label} is not valid JSON{where}; was it saved correctly?"
+        ) from None
     if not isinstance(data, dict):
         raise NotebookError(f"the {label} is JSON but not a notebook")
     major = data.get("nbformat")
@@ -113,16 +121,24 @@ def strip_magics(source: str) -> str:
 
 
 def _defines(source: str, function: str) -> bool:
-    return re.search(rf"^\s*(def|class)\s+{re.escape(function)}\b", source, re.MULTILINE) is not None
+    return (
+        re.search(rf"^\s*(def|class)\s+{re.escape(function)}\b", source, re.MULTILINE) is not None
+    )
 
 
 def extract_answers(raw: bytes, rubric: Rubric, source: list[Cell]) -> Answers:
     """Match the submission's answer cells to the rubric's parts."""
     cells, metadata, notes = parse_cells(raw, "submission")
     answers = Answers(notes=list(notes))
-    kernel = (metadata.get("kernelspec") or {}).get("name") if isinstance(metadata.get("kernelspec"), dict) else None
+    kernel = (
+        (metadata.get("kernelspec") or {}).get("name")
+        if isinstance(metadata.get("kernelspec"), dict)
+        else None
+    )
     if kernel not in (None, "python3"):
-        answers.notes.append(f"the notebook asks for kernel '{kernel}'; it was graded with Python 3")
+        answers.notes.append(
+            f"the notebook asks for kernel '{kernel}'; it was graded with Python 3"
+        )
 
     by_id: dict[str, list[Cell]] = {}
     for cell in cells:
@@ -143,29 +159,42 @@ def extract_answers(raw: bytes, rubric: Rubric, source: list[Cell]) -> Answers:
         if len(found) > 1:
             worked = [c for c in code if STUB_MARKER not in c.source] or code or found
             chosen = worked[-1]
-            answers.notes.append(f"cell '{cell_id}' appears {len(found)} times; the last edited copy was graded")
+            answers.notes.append(
+                f"cell '{cell_id}' appears {len(found)} times; the last edited copy was graded"
+            )
         elif found:
             chosen = found[0]
         else:
             chosen = None
             for index, cell in enumerate(cells):
-                if index not in claimed and cell.cell_type == "code" and cell.grade_id is None and _defines(cell.source, part.function):
+                if (
+                    index not in claimed
+                    and cell.cell_type == "code"
+                    and cell.grade_id is None
+                    and _defines(cell.source, part.function)
+                ):
                     chosen = cell
                     claimed.add(index)
-                    answers.notes.append(f"cell '{cell_id}' lost its nbgrader metadata; the cell that defines {part.function}() was graded instead")
+                    answers.notes.append(
+                        f"cell '{cell_id}' lost its nbgrader metadata; the cell that defines {part.function}() was graded instead"
+                    )
                     break
         if chosen is None:
             answers.missing[cell_id] = f"cell '{cell_id}' is missing from the notebook (deleted?)"
             continue
         if chosen.cell_type != "code":
-            answers.notes.append(f"cell '{cell_id}' was changed to a {chosen.cell_type} cell; its text was graded as code")
+            answers.notes.append(
+                f"cell '{cell_id}' was changed to a {chosen.cell_type} cell; its text was graded as code"
+            )
         answers.cells[cell_id] = strip_magics(chosen.source)
 
     for cell in source:
         if cell.locked and cell.grade_id and cell.cell_type == "code":
             theirs = by_id.get(cell.grade_id)
             if theirs and theirs[0].source.strip() != cell.source.strip():
-                answers.notes.append(f"locked cell '{cell.grade_id}' was modified; the original was used")
+                answers.notes.append(
+                    f"locked cell '{cell.grade_id}' was modified; the original was used"
+                )
     return answers
 
 

@@ -20,7 +20,9 @@ class ReleaseError(RuntimeError):
     """nbgrader refused the source notebook; the message carries its log."""
 
 
-def release(assignments: list[str] | None = None, *, course: Course | None = None, into: Path | None = None) -> list[Path]:
+def release(
+    assignments: list[str] | None = None, *, course: Course | None = None, into: Path | None = None
+) -> list[Path]:
     """Generate ``release/<id>/`` for each assignment (all by default).
 
     ``into`` writes the releases under another folder (used to check that the
@@ -42,7 +44,9 @@ def release(assignments: list[str] | None = None, *, course: Course | None = Non
         done = subprocess.run(command, cwd=course.root, capture_output=True, text=True)
         target = release_root / assignment
         if done.returncode != 0 or not (target / f"{assignment}.ipynb").exists():
-            raise ReleaseError(f"nbgrader generate_assignment {assignment} failed:\n{done.stdout}\n{done.stderr}")
+            raise ReleaseError(
+                f"nbgrader generate_assignment {assignment} failed:\n{done.stdout}\n{done.stderr}"
+            )
         helper = target / HELPER_MODULE
         if helper.is_symlink():
             helper.unlink()

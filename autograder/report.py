@@ -51,11 +51,21 @@ def write_feedback(path: Path, result: SubmissionResult, rubric: Rubric) -> Path
     for part in rubric.parts:
         tests = [t for t in result.tests if t.part == part.id]
         got = sum(t.score for t in tests)
-        rows.append(f"<tr><th colspan='3'>{html.escape(part.title)} — {got:g} / {part.points:g}</th></tr>")
+        rows.append(
+            f"<tr><th colspan='3'>{html.escape(part.title)} — {got:g} / {part.points:g}</th></tr>"
+        )
         for test in tests:
-            status = "<span class='pass'>passed</span>" if test.passed else "<span class='fail'>failed</span>"
+            status = (
+                "<span class='pass'>passed</span>"
+                if test.passed
+                else "<span class='fail'>failed</span>"
+            )
             check = rubric.check(test.check)
-            hint = f"<br><span class='muted'>Hint: {html.escape(check.hint)}</span>" if check.hint and not test.passed else ""
+            hint = (
+                f"<br><span class='muted'>Hint: {html.escape(check.hint)}</span>"
+                if check.hint and not test.passed
+                else ""
+            )
             rows.append(
                 f"<tr><td>{status}</td><td>{html.escape(check.description)}<br><span class='muted'>{html.escape(test.output)}</span>{hint}</td>"
                 f"<td>{test.score:g} / {test.max_score:g}</td></tr>"
@@ -63,7 +73,11 @@ def write_feedback(path: Path, result: SubmissionResult, rubric: Rubric) -> Path
     notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in result.notes)
     if result.fatal:
         notes = f"<p class='note weak'>Not graded: {html.escape(result.fatal)}</p>" + notes
-    output = f"<h2>What your code printed (last lines)</h2><pre>{html.escape(result.output_tail)}</pre>" if result.output_tail.strip() else ""
+    output = (
+        f"<h2>What your code printed (last lines)</h2><pre>{html.escape(result.output_tail)}</pre>"
+        if result.output_tail.strip()
+        else ""
+    )
     body = (
         f"<h1>{html.escape(rubric.title)} — feedback for {html.escape(result.student)}</h1>"
         f"<p class='score'>Score: <b>{result.score:g} / {result.max_score:g}</b></p>{notes}"
@@ -80,26 +94,45 @@ def write_grades_csv(path: Path, results: list[SubmissionResult], rubric: Rubric
         writer = csv.writer(stream)
         writer.writerow(["student", "score", "max_score", *[p.id for p in rubric.parts], "notes"])
         for result in results:
-            parts = [f"{sum(t.score for t in result.tests if t.part == p.id):g}" for p in rubric.parts]
+            parts = [
+                f"{sum(t.score for t in result.tests if t.part == p.id):g}" for p in rubric.parts
+            ]
             notes = "; ".join(([result.fatal] if result.fatal else []) + result.notes)
-            writer.writerow([result.student, f"{result.score:g}", f"{result.max_score:g}", *parts, notes])
+            writer.writerow(
+                [result.student, f"{result.score:g}", f"{result.max_score:g}", *parts, notes]
+            )
     return path
 
 
-def write_class_report(path: Path, results: list[SubmissionResult], rubric: Rubric, sandbox: SandboxInfo, device: str) -> Path:
+def write_class_report(
+    path: Path, results: list[SubmissionResult], rubric: Rubric, sandbox: SandboxInfo, device: str
+) -> Path:
     """Where the class struggles: score histogram, pass rate per check, time per submission."""
     figures = []
     if results:
         scores = [r.score for r in results]
         fig, ax = plt.subplots(figsize=(6, 3))
-        ax.hist(scores, bins=min(20, max(5, len(scores))), range=(0, rubric.total_points), color="#4c72b0", edgecolor="white")
+        ax.hist(
+            scores,
+            bins=min(20, max(5, len(scores))),
+            range=(0, rubric.total_points),
+            color="#4c72b0",
+            edgecolor="white",
+        )
         ax.set(xlabel="score", ylabel="students", title="Score distribution")
         figures.append(_figure(fig))
 
         checks = rubric.checks
-        rates = [sum(1 for r in results for t in r.tests if t.check == c.id and t.passed) / len(results) for c in checks]
+        rates = [
+            sum(1 for r in results for t in r.tests if t.check == c.id and t.passed) / len(results)
+            for c in checks
+        ]
         fig, ax = plt.subplots(figsize=(7, 0.3 * len(checks) + 1))
-        ax.barh([c.id for c in checks][::-1], [100 * r for r in rates][::-1], color=["#55a868" if r >= 0.5 else "#c44e52" for r in rates][::-1])
+        ax.barh(
+            [c.id for c in checks][::-1],
+            [100 * r for r in rates][::-1],
+            color=["#55a868" if r >= 0.5 else "#c44e52" for r in rates][::-1],
+        )
         ax.set(xlim=(0, 100), xlabel="% of students passing", title="Pass rate per check")
         figures.append(_figure(fig))
 
@@ -117,10 +150,17 @@ def write_class_report(path: Path, results: list[SubmissionResult], rubric: Rubr
     hardest = ""
     if results:
         failing = sorted(
-            ((sum(1 for r in results for t in r.tests if t.check == c.id and not t.passed), c) for c in rubric.checks),
+            (
+                (sum(1 for r in results for t in r.tests if t.check == c.id and not t.passed), c)
+                for c in rubric.checks
+            ),
             key=lambda item: -item[0],
         )
-        hardest = "".join(f"<li><b>{html.escape(c.id)}</b> ({html.escape(c.description)}): failed by {n} of {len(results)}</li>" for n, c in failing[:5] if n)
+        hardest = "".join(
+            f"<li><b>{html.escape(c.id)}</b> ({html.escape(c.description)}): failed by {n} of {len(results)}</li>"
+            for n, c in failing[:5]
+            if n
+        )
     median = statistics.median([r.score for r in results]) if results else 0
     body = (
         f"<h1>{html.escape(rubric.title)} — class report</h1>"

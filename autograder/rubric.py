@@ -167,7 +167,9 @@ def parse_rubric(data: dict, path: Path | None = None) -> Rubric:
             forbidden = _forbidden(raw_part.get("forbidden")) or default_forbidden
             if forbidden is None:
                 raise RubricError(f"{part_where}: from_scratch needs a 'forbidden' list")
-        checks = tuple(_check(raw, part_id, part_where) for raw in _require(raw_part, "checks", part_where))
+        checks = tuple(
+            _check(raw, part_id, part_where) for raw in _require(raw_part, "checks", part_where)
+        )
         if not checks:
             raise RubricError(f"{part_where}: no checks")
         parts.append(

@@ -26,14 +26,31 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder.child.protocol import HEADER, MAX_FRAME_BYTES, FrameError, decode, encode, write_frame
+from autograder.child.protocol import (
+    HEADER,
+    MAX_FRAME_BYTES,
+    FrameError,
+    decode,
+    encode,
+    write_frame,
+)
 from autograder.rubric import Limits
 
 CHILD_DIR = Path(__file__).resolve().parent / "child"
 SANDBOX_CHILD_DIR = "/opt/grader"
 SANDBOX_COURSE_DIR = "/opt/course"
 BASE_UID = 61000
-ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "passwd", "group", "nsswitch.conf", "fonts")
+ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "alternatives",
+    "localtime",
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "fonts",
+)
 
 
 class SandboxError(RuntimeError):
@@ -88,7 +105,9 @@ def _bwrap_binds(course_dir: Path, device: str) -> list[str]:
         path = Path("/etc") / name
         if path.exists():
             args += _ro_bind(path, path, made)
-    prefixes = sorted({Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.prefix)})
+    prefixes = sorted(
+        {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.prefix)}
+    )
     for prefix in prefixes:
         if not str(prefix).startswith("/usr/"):
             args += _ro_bind(prefix, prefix, made)
@@ -112,7 +131,14 @@ def bwrap_command(index: int, course_dir: Path, device: str, limits: Limits) -> 
     args += ["--setenv", "PATH", "/usr/bin:/bin", "--setenv", "MPLBACKEND", "Agg"]
     args += ["--setenv", "MPLCONFIGDIR", "/tmp/.mpl", "--setenv", "CNNKIT_GRADING", "1"]
     args += ["--chdir", "/tmp"]
-    server = [sys.executable, "-I", f"{SANDBOX_CHILD_DIR}/server.py", "--course-dir", SANDBOX_COURSE_DIR, "--pidns"]
+    server = [
+        sys.executable,
+        "-I",
+        f"{SANDBOX_CHILD_DIR}/server.py",
+        "--course-dir",
+        SANDBOX_COURSE_DIR,
+        "--pidns",
+    ]
     if privileged:
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         server += ["--drop-uid", str(BASE_UID + index)]
@@ -125,7 +151,12 @@ def check_bubblewrap() -> SandboxInfo:
         return SandboxInfo("rlimits", "bwrap is not installed")
     with tempfile.TemporaryDirectory() as course:
         command = bwrap_command(0, Path(course), "cpu", Limits())
-        command = command[: command.index("--") + 1] + [sys.executable, "-I", "-c", "import os; print(os.getuid())"]
+        command = command[: command.index("--") + 1] + [
+            sys.executable,
+            "-I",
+            "-c",
+            "import os; print(os.getuid())",
+        ]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -184,13 +215,25 @@ class Worker:
     def command(self) -> list[str]:
         if self.info.mode == "bubblewrap":
             return bwrap_command(self.index, self.course_dir, self.device, self.limits)
-        return [sys.executable, "-I", str(CHILD_DIR / "server.py"), "--course-dir", str(self.course_dir)]
+        return [
+            sys.executable,
+            "-I",
+            str(CHILD_DIR / "server.py"),
+            "--course-dir",
+            str(self.course_dir),
+        ]
 
     def start(self) -> None:
         env = None
         if self.info.mode != "bubblewrap":
             self.tmpdir = tempfile.mkdtemp(prefix=f"grader-worker{self.index}-")
-            env = {"PATH": "/usr/bin:/bin", "HOME": self.tmpdir, "TMPDIR": self.tmpdir, "MPLBACKEND": "Agg", "CNNKIT_GRADING": "1"}
+            env = {
+                "PATH": "/usr/bin:/bin",
+                "HOME": self.tmpdir,
+                "TMPDIR": self.tmpdir,
+                "MPLBACKEND": "Agg",
+                "CNNKIT_GRADING": "1",
+            }
         log = os.environ.get("AUTOGRADER_SANDBOX_LOG")  # debugging: the servers' stderr
         self.process = subprocess.Popen(
             self.command(),
@@ -264,7 +307,9 @@ def _ended_message(status: str, limits: Limits) -> str:
     return f"the process ended unexpectedly ({status})"
 
 
-def execute(worker: Worker, cells: list[dict], probes: list[dict], files: tuple[str, ...], job_id: int) -> Execution:
+def execute(
+    worker: Worker, cells: list[dict], probes: list[dict], files: tuple[str, ...], job_id: int
+) -> Execution:
     """Run cells then probes for one submission, resuming after every failure."""
     limits = worker.limits
     outcome = Execution()
@@ -302,7 +347,9 @@ def execute(worker: Worker, cells: list[dict], probes: list[dict], files: tuple[
             outcome.results[key] = {"ok": False, "error": failure}
             start = key + 1
         if time.monotonic() >= budget_end:
-            outcome.notes.append(f"submission time limit ({limits.submission_seconds:.0f} s) reached; the remaining checks were not run")
+            outcome.notes.append(
+                f"submission time limit ({limits.submission_seconds:.0f} s) reached; the remaining checks were not run"
+            )
             break
         if kind == "probe" and start >= len(probes):
             break
@@ -332,7 +379,11 @@ def _run_job(worker: Worker, job: dict, outcome: Execution, budget_end: float):
                 if finished:
                     return current, "", True
                 if budget_end <= time.monotonic():
-                    return current, f"submission time limit ({limits.submission_seconds:.0f} s) exceeded", False
+                    return (
+                        current,
+                        f"submission time limit ({limits.submission_seconds:.0f} s) exceeded",
+                        False,
+                    )
                 return current, limit_text, False
             kind = message.get("type")
             if kind == "exit" and message.get("job") == job["id"]:
@@ -352,7 +403,9 @@ def _run_job(worker: Worker, job: dict, outcome: Execution, budget_end: float):
             if event == "cell_start" and isinstance(inner.get("cell"), str):
                 current = ("cell", inner["cell"])
                 deadline = time.monotonic() + limits.cell_seconds
-                limit_text = f"time limit ({limits.cell_seconds:.0f} s) exceeded while running the cell"
+                limit_text = (
+                    f"time limit ({limits.cell_seconds:.0f} s) exceeded while running the cell"
+                )
             elif event == "cell_done" and current == ("cell", inner.get("cell")):
                 if inner.get("error"):
                     outcome.cell_errors[current[1]] = str(inner["error"])[:500]
@@ -366,7 +419,11 @@ def _run_job(worker: Worker, job: dict, outcome: Execution, budget_end: float):
                 limit_text = f"time limit ({seconds:.0f} s) exceeded"
             elif event == "probe_result" and current == ("probe", inner.get("index")):
                 payload = inner.get("payload")
-                outcome.results[current[1]] = payload if isinstance(payload, dict) else {"ok": False, "error": "malformed result"}
+                outcome.results[current[1]] = (
+                    payload
+                    if isinstance(payload, dict)
+                    else {"ok": False, "error": "malformed result"}
+                )
             elif event == "done":
                 finished = True
                 deadline = time.monotonic() + 10

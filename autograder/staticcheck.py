@@ -38,7 +38,16 @@ ESCAPE_NAMES = (
     "torch._decomp",
     "torch.func",
 )
-ESCAPE_ATTRIBUTES = ("__dict__", "__getattribute__", "__subclasses__", "__globals__", "__code__", "__wrapped__", "_C", "ops")
+ESCAPE_ATTRIBUTES = (
+    "__dict__",
+    "__getattribute__",
+    "__subclasses__",
+    "__globals__",
+    "__code__",
+    "__wrapped__",
+    "_C",
+    "ops",
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,11 @@ class Finding:
     escape: bool  # True: a way around the checks, False: a forbidden API itself
 
     def describe(self) -> str:
-        what = "which could hide a forbidden call" if self.escape else "which this from-scratch task forbids"
+        what = (
+            "which could hide a forbidden call"
+            if self.escape
+            else "which this from-scratch task forbids"
+        )
         return f"cell '{self.cell}' line {self.line} uses {self.name}, {what}"
 
 
@@ -98,9 +111,16 @@ class _Resolver(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         func = self.dotted(node.func) if isinstance(node.func, ast.Name | ast.Attribute) else None
-        if func in ("getattr", "builtins.getattr", "setattr", "delattr", "hasattr") and len(node.args) >= 2:
+        if (
+            func in ("getattr", "builtins.getattr", "setattr", "delattr", "hasattr")
+            and len(node.args) >= 2
+        ):
             name = node.args[1]
-            literal = name.value if isinstance(name, ast.Constant) and isinstance(name.value, str) else None
+            literal = (
+                name.value
+                if isinstance(name, ast.Constant) and isinstance(name.value, str)
+                else None
+            )
             self.getattr_names.append((node.lineno, literal))
         self.generic_visit(node)
 
@@ -122,16 +142,25 @@ def scan(cell_id: str, source: str, forbidden_names: tuple[str, ...]) -> list[Fi
     for line, name in resolver.uses:
         for forbidden in forbidden_names:
             if _matches(name, forbidden):
-                findings.setdefault((line, forbidden), Finding(cell_id, line, forbidden, escape=False))
+                findings.setdefault(
+                    (line, forbidden), Finding(cell_id, line, forbidden, escape=False)
+                )
         for escape in ESCAPE_NAMES:
             if _matches(name, escape):
                 findings.setdefault((line, escape), Finding(cell_id, line, escape, escape=True))
         attribute = name.rsplit(".", 1)[-1]
         if attribute in ESCAPE_ATTRIBUTES and "." in name:
-            findings.setdefault((line, attribute), Finding(cell_id, line, f"the attribute {attribute}", escape=True))
+            findings.setdefault(
+                (line, attribute), Finding(cell_id, line, f"the attribute {attribute}", escape=True)
+            )
     for line, literal in resolver.getattr_names:
         if literal is None:
-            findings.setdefault((line, "getattr"), Finding(cell_id, line, "getattr with a computed name", escape=True))
+            findings.setdefault(
+                (line, "getattr"),
+                Finding(cell_id, line, "getattr with a computed name", escape=True),
+            )
         elif literal in last_parts or literal in ESCAPE_ATTRIBUTES:
-            findings.setdefault((line, literal), Finding(cell_id, line, f"getattr(..., '{literal}')", escape=True))
+            findings.setdefault(
+                (line, literal), Finding(cell_id, line, f"getattr(..., '{literal}')", escape=True)
+            )
     return sorted(findings.values(), key=lambda f: (f.line, f.name))

@@ -35,10 +35,16 @@ def discover(root: str | Path, assignment: str, notebook: str) -> list[Submissio
             if preferred.is_file():
                 found[entry.name] = Submission(entry.name, preferred)
             elif len(notebooks) == 1:
-                found[entry.name] = Submission(entry.name, notebooks[0], f"notebook named {notebooks[0].name} instead of {notebook}")
+                found[entry.name] = Submission(
+                    entry.name,
+                    notebooks[0],
+                    f"notebook named {notebooks[0].name} instead of {notebook}",
+                )
             elif notebooks:
                 names = ", ".join(n.name for n in notebooks)
-                found[entry.name] = Submission(entry.name, None, f"several notebooks ({names}) and none named {notebook}")
+                found[entry.name] = Submission(
+                    entry.name, None, f"several notebooks ({names}) and none named {notebook}"
+                )
             else:
                 found[entry.name] = Submission(entry.name, None, f"no notebook in {folder.name}/")
     return [found[key] for key in sorted(found)]

@@ -54,7 +54,13 @@ def call(function: str, *args: Any, **kwargs: Any) -> dict:
     return {"kind": "call", "function": function, "args": tuple(args), "kwargs": dict(kwargs)}
 
 
-def grad(function: str, *args: Any, requires_grad: tuple[int, ...], grad_output: torch.Tensor, **kwargs: Any) -> dict:
+def grad(
+    function: str,
+    *args: Any,
+    requires_grad: tuple[int, ...],
+    grad_output: torch.Tensor,
+    **kwargs: Any,
+) -> dict:
     """Probe: call with some arguments requiring grad; return output and their gradients."""
     return {
         "kind": "grad",
@@ -86,7 +92,9 @@ class Suite:
         missing = [c for c in rubric_ids if c not in self.builders]
         extra = [c for c in self.builders if c not in rubric_ids]
         if missing or extra:
-            raise ValueError(f"suite and rubric disagree: no builder for {missing}, builders not in the rubric {extra}")
+            raise ValueError(
+                f"suite and rubric disagree: no builder for {missing}, builders not in the rubric {extra}"
+            )
         cases = {}
         for check in rubric.checks:
             with warnings.catch_warnings():  # reference operators may warn about performance
@@ -115,7 +123,13 @@ def model_call(function: str, model: dict, *args: Any, **kwargs: Any) -> dict:
     (see ``child/probes.py:build_model``). The payload adds ``model_training``,
     ``model_grads`` (per parameter: has a non-zero .grad) and ``model_changed``.
     """
-    return {"kind": "model_call", "function": function, "model": model, "args": tuple(args), "kwargs": dict(kwargs)}
+    return {
+        "kind": "model_call",
+        "function": function,
+        "model": model,
+        "args": tuple(args),
+        "kwargs": dict(kwargs),
+    }
 
 
 def module(

@@ -17,7 +17,9 @@ def pair(value: Pair) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
-def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
+def conv_output_size(
+    size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1
+) -> int:
     """floor((size + 2 * padding - dilation * (kernel_size - 1) - 1) / stride) + 1."""
     return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
 
@@ -35,14 +37,20 @@ def conv2d(
     if padding == "same" and pair(stride) != (1, 1):
         raise ValueError("padding='same' needs stride 1")
     padding = 0 if padding == "valid" else padding
-    return F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return F.conv2d(
+        x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
 
 
-def max_pool2d(x: torch.Tensor, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0) -> torch.Tensor:
+def max_pool2d(
+    x: torch.Tensor, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0
+) -> torch.Tensor:
     return F.max_pool2d(x, kernel_size, stride=stride, padding=padding)
 
 
-def avg_pool2d(x: torch.Tensor, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0) -> torch.Tensor:
+def avg_pool2d(
+    x: torch.Tensor, kernel_size: Pair, stride: Pair | None = None, padding: Pair = 0
+) -> torch.Tensor:
     """Average pooling; zero padding counts in the average (PyTorch's count_include_pad=True)."""
     return F.avg_pool2d(x, kernel_size, stride=stride, padding=padding, count_include_pad=True)
 

@@ -22,7 +22,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 
 # --------------------------------------------------------------------------- run mode
@@ -76,12 +87,18 @@ def _cifar_pattern(label: int, rng: np.random.Generator) -> np.ndarray:
     frequency = 0.25 + 0.12 * (label // 5) + rng.normal(0, 0.01)
     phase = rng.uniform(0, 2 * np.pi)
     wave = np.sin(frequency * (np.cos(angle) * xx + np.sin(angle) * yy) + phase)
-    colour = np.array([(label * 37) % 255, (label * 91) % 255, (label * 53) % 255], np.float32) / 255
-    image = 0.5 + 0.35 * wave[None] * (0.4 + colour[:, None, None]) + rng.normal(0, 0.06, (3, 32, 32))
+    colour = (
+        np.array([(label * 37) % 255, (label * 91) % 255, (label * 53) % 255], np.float32) / 255
+    )
+    image = (
+        0.5 + 0.35 * wave[None] * (0.4 + colour[:, None, None]) + rng.normal(0, 0.06, (3, 32, 32))
+    )
     return (np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
-def write_cifar10_fixture(root: str | Path, train_per_batch: int = 100, test_size: int = 200, seed: int = 0) -> Path:
+def write_cifar10_fixture(
+    root: str | Path, train_per_batch: int = 100, test_size: int = 200, seed: int = 0
+) -> Path:
     """Write a tiny CIFAR-10 in the real ``cifar-10-batches-py`` format; returns its folder.
 
     Five training batches and a test batch of pickled dicts (``data``: uint8
@@ -105,7 +122,15 @@ def write_cifar10_fixture(root: str | Path, train_per_batch: int = 100, test_siz
         with open(folder / name, "wb") as handle:
             pickle.dump(entry, handle, protocol=2)
     with open(folder / "batches.meta", "wb") as handle:
-        pickle.dump({"label_names": list(CIFAR10_CLASSES), "num_cases_per_batch": train_per_batch, "num_vis": 3072}, handle, protocol=2)
+        pickle.dump(
+            {
+                "label_names": list(CIFAR10_CLASSES),
+                "num_cases_per_batch": train_per_batch,
+                "num_vis": 3072,
+            },
+            handle,
+            protocol=2,
+        )
     return folder
 
 
@@ -116,7 +141,11 @@ def _fixture_cifar10_class(folder: Path):
     class FixtureCIFAR10(CIFAR10):
         train_list = [[f"data_batch_{i}", _md5(folder / f"data_batch_{i}")] for i in range(1, 6)]
         test_list = [["test_batch", _md5(folder / "test_batch")]]
-        meta = {"filename": "batches.meta", "key": "label_names", "md5": _md5(folder / "batches.meta")}
+        meta = {
+            "filename": "batches.meta",
+            "key": "label_names",
+            "md5": _md5(folder / "batches.meta"),
+        }
 
     return FixtureCIFAR10
 
@@ -133,7 +162,11 @@ def load_cifar10(train: bool = True, transform=None, root: str | Path | None = N
 
     root = Path(root or data_root())
     transform = transform or transforms.ToTensor()
-    real = CIFAR10(root=str(root), train=train, download=False, transform=transform) if (root / "cifar-10-batches-py").exists() else None
+    real = (
+        CIFAR10(root=str(root), train=train, download=False, transform=transform)
+        if (root / "cifar-10-batches-py").exists()
+        else None
+    )
     if real is not None and real._check_integrity():
         return real
     if download_allowed():
@@ -142,8 +175,12 @@ def load_cifar10(train: bool = True, transform=None, root: str | Path | None = N
     folder = fixture_root / "cifar-10-batches-py"
     if not (folder / "test_batch").exists():
         write_cifar10_fixture(fixture_root)
-    dataset = _fixture_cifar10_class(folder)(root=str(fixture_root), train=train, download=False, transform=transform)
-    print(f"CIFAR-10: real data not found under {root}; using the synthetic fixture ({len(dataset)} images). Set CNNKIT_DOWNLOAD=1 for the real data set.")
+    dataset = _fixture_cifar10_class(folder)(
+        root=str(fixture_root), train=train, download=False, transform=transform
+    )
+    print(
+        f"CIFAR-10: real data not found under {root}; using the synthetic fixture ({len(dataset)} images). Set CNNKIT_DOWNLOAD=1 for the real data set."
+    )
     return dataset
 
 
@@ -156,14 +193,18 @@ def subset(dataset, size: int, seed: int = 0):
 # --------------------------------------------------------------------------- plotting
 
 
-def show_images(images: torch.Tensor, titles=None, ncols: int = 8, scale: float = 1.6, cmap: str | None = None):
+def show_images(
+    images: torch.Tensor, titles=None, ncols: int = 8, scale: float = 1.6, cmap: str | None = None
+):
     """Plot a batch ``(N, C, H, W)`` (C = 1 or 3, values roughly in [0, 1]) as a grid."""
     import matplotlib.pyplot as plt
 
     images = images.detach().cpu()
     count = images.shape[0]
     nrows = (count + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, min(ncols, count), figsize=(scale * min(ncols, count), scale * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, min(ncols, count), figsize=(scale * min(ncols, count), scale * nrows), squeeze=False
+    )
     for index, ax in enumerate(axes.flat):
         ax.axis("off")
         if index < count:
@@ -181,7 +222,12 @@ def show_images(images: torch.Tensor, titles=None, ncols: int = 8, scale: float 
 def show_feature_maps(maps: torch.Tensor, title: str = "", max_maps: int = 16, ncols: int = 8):
     """Plot the channels of one feature map ``(C, H, W)``, each with its own colour scale."""
     maps = maps.detach().cpu()[:max_maps]
-    fig = show_images(maps.unsqueeze(1), titles=[f"ch {i}" for i in range(maps.shape[0])], ncols=ncols, cmap="magma")
+    fig = show_images(
+        maps.unsqueeze(1),
+        titles=[f"ch {i}" for i in range(maps.shape[0])],
+        ncols=ncols,
+        cmap="magma",
+    )
     if title:
         fig.suptitle(title, y=1.02)
     return fig
@@ -191,19 +237,172 @@ def show_feature_maps(maps: torch.Tensor, title: str = "", max_maps: int = 16, n
 
 
 def max_error(actual, expected) -> float:
-    actual = torch.as_tensor(np.asarray(actual) if not isinstance(actual, torch.Tensor) else actual).double().cpu()
-    expected = torch.as_tensor(np.asarray(expected) if not isinstance(expected, torch.Tensor) else expected).double().cpu()
+    actual = (
+        torch.as_tensor(np.asarray(actual) if not isinstance(actual, torch.Tensor) else actual)
+        .double()
+        .cpu()
+    )
+    expected = (
+        torch.as_tensor(
+            np.asarray(expected) if not isinstance(expected, torch.Tensor) else expected
+        )
+        .double()
+        .cpu()
+    )
     return float((actual - expected).abs().max()) if actual.numel() else 0.0
 
 
-def check_close(actual, expected, name: str = "check", atol: float = 1e-4, rtol: float = 1e-4) -> None:
+def check_close(
+    actual, expected, name: str = "check", atol: float = 1e-4, rtol: float = 1e-4
+) -> None:
     """Assert that two tensors (or arrays) agree in shape and value; print a tick when they do."""
     if isinstance(expected, torch.Tensor | np.ndarray):
-        assert tuple(actual.shape) == tuple(expected.shape), f"{name}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
-        a = torch.as_tensor(np.asarray(actual) if isinstance(actual, np.ndarray) else actual).double().cpu()
-        e = torch.as_tensor(np.asarray(expected) if isinstance(expected, np.ndarray) else expected).double().cpu()
+        assert tuple(actual.shape) == tuple(expected.shape), (
+            f"{name}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
+        )
+        a = (
+            torch.as_tensor(np.asarray(actual) if isinstance(actual, np.ndarray) else actual)
+            .double()
+            .cpu()
+        )
+        e = (
+            torch.as_tensor(np.asarray(expected) if isinstance(expected, np.ndarray) else expected)
+            .double()
+            .cpu()
+        )
         ok = bool(torch.isfinite(a).all()) and torch.allclose(a, e, atol=atol, rtol=rtol)
-        assert ok, f"{name}: max abs error {max_error(a, e):.2e} (allowed {atol:.0e} + {rtol:.0e}*|expected|)"
+        assert ok, (
+            f"{name}: max abs error {max_error(a, e):.2e} (allowed {atol:.0e} + {rtol:.0e}*|expected|)"
+        )
     else:
         assert actual == expected, f"{name}: got {actual!r}, expected {expected!r}"
     print(f"✓ {name}")
+
+
+# --------------------------------------------------------------------------- style transfer and adversarial (m06_08, m06_10)
+
+STYLE_KINDS = ("stripes", "checkers", "swirl")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def procedural_style(kind: str, size: int = 128, seed: int = 0) -> torch.Tensor:
+    """A style image ``(3, size, size)`` in [0, 1] drawn by a formula: "stripes", "checkers" or "swirl".
+
+    The seed picks the two colours, the angle and the scale, so every call is reproducible.
+    """
+    if kind not in STYLE_KINDS:
+        raise ValueError(f"unknown style {kind!r}; choose one of {STYLE_KINDS}")
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5  # (size, size) in [-0.5, 0.5)
+    angle = rng.uniform(0, np.pi)
+    u = np.cos(angle) * xx + np.sin(angle) * yy
+    v = -np.sin(angle) * xx + np.cos(angle) * yy
+    if kind == "stripes":
+        pattern = np.sin(2 * np.pi * rng.uniform(5, 9) * u + 1.5 * np.sin(2 * np.pi * 2 * v))
+    elif kind == "checkers":
+        cells = rng.uniform(5, 8)
+        pattern = np.sign(np.sin(2 * np.pi * cells * u) * np.sin(2 * np.pi * cells * v))
+    else:
+        radius, theta = np.hypot(xx, yy), np.arctan2(yy, xx)
+        pattern = np.sin(5 * theta + 2 * np.pi * rng.uniform(4, 7) * radius)
+    mix = (pattern[None] + 1) / 2  # (1, size, size) in [0, 1]
+    first = rng.uniform(0.0, 1.0, size=(3, 1, 1))
+    second = np.clip(1 - first + rng.normal(0, 0.15, size=(3, 1, 1)), 0, 1)  # a contrasting colour
+    image = first * mix + second * (1 - mix) + rng.normal(0, 0.03, (3, size, size))
+    return torch.from_numpy(np.clip(image, 0, 1).astype(np.float32))
+
+
+class ImageNetNormalize(torch.nn.Module):
+    """``(x - mean) / std`` per channel with ImageNet's statistics; ``x: (N, 3, H, W)`` in [0, 1]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _vgg_layer_names(features: torch.nn.Sequential) -> list[str]:
+    """conv1_1, relu1_1, conv1_2, ..., pool1, conv2_1, ... for the layers of ``vgg.features``."""
+    names, block, index = [], 1, 1
+    for layer in features:
+        if isinstance(layer, torch.nn.Conv2d):
+            names.append(f"conv{block}_{index}")
+        elif isinstance(layer, torch.nn.ReLU):
+            names.append(f"relu{block}_{index}")
+            index += 1
+        else:
+            names.append(f"pool{block}")
+            block, index = block + 1, 1
+    return names
+
+
+def vgg19_features(last_layer: str | None = None) -> tuple[torch.nn.Sequential, list[str]]:
+    """VGG19's convolutional part behind an ImageNet normalisation, frozen, in eval mode.
+
+    Returns ``(model, names)``: ``model[i]`` is the layer called ``names[i]`` (``names[0]`` is
+    "normalize", then "conv1_1", "relu1_1", ...). ``last_layer`` drops everything after that
+    layer. The ImageNet weights come from torchvision's ``VGG19_Weights`` enum when they are in
+    the torch hub cache (or ``CNNKIT_DOWNLOAD=1``); otherwise the network is randomly
+    initialised, and this is printed.
+    """
+    from torchvision.models import VGG19_Weights, vgg19
+
+    weights = VGG19_Weights.IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    network = None
+    if cached.exists() or download_allowed():
+        try:
+            network = vgg19(weights=weights)
+        except Exception as exc:  # offline or a damaged file: fall back below
+            print(f"VGG19: could not load the ImageNet weights ({type(exc).__name__}).")
+    if network is None:
+        torch.manual_seed(0)
+        network = vgg19(weights=None)
+        print(
+            "VGG19: ImageNet weights not found; using RANDOM weights (set CNNKIT_DOWNLOAD=1 for the real ones)."
+        )
+    names = ["normalize", *_vgg_layer_names(network.features)]
+    model = torch.nn.Sequential(ImageNetNormalize(), *network.features)
+    if last_layer is not None:
+        keep = names.index(last_layer) + 1
+        model, names = model[:keep], names[:keep]
+    model.requires_grad_(False)
+    return model.eval(), names
+
+
+def show_adversarial(
+    clean: torch.Tensor,
+    adversarial: torch.Tensor,
+    clean_titles=None,
+    adversarial_titles=None,
+    scale: float = 1.6,
+):
+    """Three rows for a batch ``(N, 3, H, W)``: clean images, perturbations (rescaled to the
+    full colour range, grey = 0) and adversarial images."""
+    import matplotlib.pyplot as plt
+
+    clean, adversarial = clean.detach().cpu(), adversarial.detach().cpu()
+    delta = adversarial - clean
+    bound = float(delta.abs().max()) or 1.0
+    rows = [
+        (clean, clean_titles, "clean"),
+        (0.5 + delta / (2 * bound), None, f"perturbation (x{0.5 / bound:.0f})"),
+        (adversarial, adversarial_titles, "adversarial"),
+    ]
+    count = clean.shape[0]
+    fig, axes = plt.subplots(3, count, figsize=(scale * count, scale * 3.2), squeeze=False)
+    for row, (images, titles, label) in enumerate(rows):
+        for col in range(count):
+            ax = axes[row, col]
+            ax.imshow(images[col].permute(1, 2, 0).clamp(0, 1).numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if titles is not None:
+                ax.set_title(str(titles[col]), fontsize=8)
+        axes[row, 0].set_ylabel(label, fontsize=8)
+    fig.tight_layout()
+    return fig

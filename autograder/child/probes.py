@@ -144,7 +144,10 @@ def probe_grad(namespace: dict, spec: dict, device: str) -> dict:
     if not isinstance(output, torch.Tensor):
         return {"value": output, "grads": None}
     if not output.requires_grad:
-        return {"value": output, "grads": "the output does not depend on the inputs through autograd"}
+        return {
+            "value": output,
+            "grads": "the output does not depend on the inputs through autograd",
+        }
     grad_output = spec["grad_output"].to(device)
     if output.shape != grad_output.shape:
         return {"value": output, "grads": None}
@@ -187,7 +190,9 @@ def _model_report(model: torch.nn.Module, before: dict) -> dict:
     after = model.state_dict()
     return {
         "model_training": model.training,
-        "model_grads": [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.parameters()],
+        "model_grads": [
+            p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.parameters()
+        ],
         "model_changed": any(not torch.equal(before[k], after[k]) for k in before),
     }
 
@@ -210,11 +215,15 @@ def probe_model_call(namespace: dict, spec: dict, device: str) -> dict:
 def _load_ordered(module: torch.nn.Module, tensors: list) -> None:
     targets = list(module.parameters()) + [b for b in module.buffers() if b.is_floating_point()]
     if len(targets) != len(tensors):
-        raise ValueError(f"the module has {len(targets)} parameter and buffer tensors, the reference has {len(tensors)}")
+        raise ValueError(
+            f"the module has {len(targets)} parameter and buffer tensors, the reference has {len(tensors)}"
+        )
     with torch.no_grad():
         for index, (target, value) in enumerate(zip(targets, tensors)):
             if target.shape != value.shape:
-                raise ValueError(f"tensor {index} of the module has shape {tuple(target.shape)}, expected {tuple(value.shape)}")
+                raise ValueError(
+                    f"tensor {index} of the module has shape {tuple(target.shape)}, expected {tuple(value.shape)}"
+                )
             target.copy_(value)
 
 
@@ -226,7 +235,11 @@ def probe_module(namespace: dict, spec: dict, device: str) -> dict:
     Returns the output, the parameter count and the parameter shapes.
     """
     cls = _lookup(namespace, spec["function"])
-    module = invoke(cls, *to_student(spec.get("init_args", ()), "cpu"), **to_student(spec.get("init_kwargs", {}), "cpu"))
+    module = invoke(
+        cls,
+        *to_student(spec.get("init_args", ()), "cpu"),
+        **to_student(spec.get("init_kwargs", {}), "cpu"),
+    )
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"{spec['function']}(...) did not return an nn.Module")
     if spec.get("dtype"):

@@ -30,10 +30,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import numpy  # noqa: E402,F401  (imported once here so every child starts warm)
+import probes  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional  # noqa: E402,F401
-
-import probes  # noqa: E402
 from protocol import (  # noqa: E402
     HEADER,
     MAX_FRAME_BYTES,
@@ -148,7 +147,9 @@ def child_main(job: dict, out_fd: int, workdir: str, own_uid_isolated: bool) -> 
             frame = encode({"type": "probe_result", "index": index, "payload": payload})
         except Exception as exc:
             message = f"the output could not be sent back ({type(exc).__name__})"
-            frame = encode({"type": "probe_result", "index": index, "payload": {"ok": False, "error": message}})
+            frame = encode(
+                {"type": "probe_result", "index": index, "payload": {"ok": False, "error": message}}
+            )
         write_frame(out_fd, frame)
     send({"type": "done"})
 
@@ -166,7 +167,14 @@ class Server:
         write_frame(self.proto_out, encode(message))
 
     def serve(self) -> None:
-        self.send({"type": "ready", "pid": os.getpid(), "uid": os.getuid(), "torch": str(torch.__version__)})
+        self.send(
+            {
+                "type": "ready",
+                "pid": os.getpid(),
+                "uid": os.getuid(),
+                "torch": str(torch.__version__),
+            }
+        )
         while True:
             try:
                 job = decode(read_frame(0))
@@ -177,7 +185,14 @@ class Server:
             try:
                 self.run_job(job)
             except Exception as exc:  # report and stay up for the next job
-                self.send({"type": "exit", "job": job.get("id"), "status": f"server error {type(exc).__name__}: {exc}"[:300], "output_tail": ""})
+                self.send(
+                    {
+                        "type": "exit",
+                        "job": job.get("id"),
+                        "status": f"server error {type(exc).__name__}: {exc}"[:300],
+                        "output_tail": "",
+                    }
+                )
 
     def run_job(self, job: dict) -> None:
         workdir = os.path.join(self.work_root, f"job-{job['id']}")
@@ -247,7 +262,13 @@ class Server:
                 return True
             payload = bytes(buffer[HEADER.size : HEADER.size + size])
             del buffer[: HEADER.size + size]
-            self.send({"type": "child", "job": job_id, "frame": torch.frombuffer(bytearray(payload), dtype=torch.uint8)})
+            self.send(
+                {
+                    "type": "child",
+                    "job": job_id,
+                    "frame": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
+                }
+            )
         return True
 
     def sweep(self, pid: int) -> None:

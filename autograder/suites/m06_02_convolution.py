@@ -35,12 +35,20 @@ def conv_case(fx: Fixtures, x_shape: tuple, w_shape: tuple, bias: bool = True, *
 def output_size_formula(fx: Fixtures) -> Iterator[Case]:
     combos = [(32, 3, 1, 1, 1), (32, 2, 2, 0, 1), (7, 7, 1, 0, 1), (5, 3, 2, 0, 2), (1, 1, 1, 0, 1)]
     while len(combos) < 40:
-        n, k, s, p, d = fx.integer(1, 64), fx.integer(1, 7), fx.integer(1, 4), fx.integer(0, 3), fx.integer(1, 3)
+        n, k, s, p, d = (
+            fx.integer(1, 64),
+            fx.integer(1, 7),
+            fx.integer(1, 4),
+            fx.integer(0, 3),
+            fx.integer(1, 3),
+        )
         if n + 2 * p >= d * (k - 1) + 1:
             combos.append((n, k, s, p, d))
     for n, k, s, p, d in combos:
         label = f"n={n}, k={k}, s={s}, p={p}, d={d}"
-        yield Case(label, call("conv_output_size", n, k, s, p, d), ref.conv_output_size(n, k, s, p, d))
+        yield Case(
+            label, call("conv_output_size", n, k, s, p, d), ref.conv_output_size(n, k, s, p, d)
+        )
 
 
 @SUITE.check("conv2d_basic")
@@ -94,7 +102,11 @@ def conv2d_gradients(fx: Fixtures) -> Iterator[Case]:
         ((2, 2, 6, 7), (3, 2, 4, 4), {"padding": "same"}),
     ]
     for x_shape, w_shape, options in settings:
-        x, w, b = fx.randn(*x_shape).float(), fx.randn(*w_shape).float(), fx.randn(w_shape[0]).float()
+        x, w, b = (
+            fx.randn(*x_shape).float(),
+            fx.randn(*w_shape).float(),
+            fx.randn(w_shape[0]).float(),
+        )
         leaves = [t.double().requires_grad_() for t in (x, w, b)]
         output = ref.conv2d(*leaves, **options)
         grad_output = fx.randn(*output.shape).float()
@@ -139,12 +151,25 @@ def pool_global_avg(fx: Fixtures) -> Iterator[Case]:
         yield Case(f"x {shape}", call("global_avg_pool2d", x), ref.global_avg_pool2d(x.double()))
 
 
-def numpy_case(fx: Fixtures, x_shape: tuple, w_shape: tuple, bias: bool, stride: int, padding: int) -> Case:
+def numpy_case(
+    fx: Fixtures, x_shape: tuple, w_shape: tuple, bias: bool, stride: int, padding: int
+) -> Case:
     x, w = fx.randn(*x_shape), fx.randn(*w_shape)
     b = fx.randn(w_shape[0]) if bias else None
     expected = to_numpy_expected(ref.conv2d(x, w, b, stride=stride, padding=padding))
-    probe = call("conv2d_numpy", ndarray(x), ndarray(w), None if b is None else ndarray(b), stride=stride, padding=padding)
-    return Case(f"x {x_shape}, kernel {w_shape[-1]}x{w_shape[-1]}, stride={stride}, padding={padding}", probe, expected)
+    probe = call(
+        "conv2d_numpy",
+        ndarray(x),
+        ndarray(w),
+        None if b is None else ndarray(b),
+        stride=stride,
+        padding=padding,
+    )
+    return Case(
+        f"x {x_shape}, kernel {w_shape[-1]}x{w_shape[-1]}, stride={stride}, padding={padding}",
+        probe,
+        expected,
+    )
 
 
 @SUITE.check("numpy_conv_basic")

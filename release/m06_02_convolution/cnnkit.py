@@ -22,7 +22,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 
 # --------------------------------------------------------------------------- run mode
@@ -76,12 +87,18 @@ def _cifar_pattern(label: int, rng: np.random.Generator) -> np.ndarray:
     frequency = 0.25 + 0.12 * (label // 5) + rng.normal(0, 0.01)
     phase = rng.uniform(0, 2 * np.pi)
     wave = np.sin(frequency * (np.cos(angle) * xx + np.sin(angle) * yy) + phase)
-    colour = np.array([(label * 37) % 255, (label * 91) % 255, (label * 53) % 255], np.float32) / 255
-    image = 0.5 + 0.35 * wave[None] * (0.4 + colour[:, None, None]) + rng.normal(0, 0.06, (3, 32, 32))
+    colour = (
+        np.array([(label * 37) % 255, (label * 91) % 255, (label * 53) % 255], np.float32) / 255
+    )
+    image = (
+        0.5 + 0.35 * wave[None] * (0.4 + colour[:, None, None]) + rng.normal(0, 0.06, (3, 32, 32))
+    )
     return (np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
-def write_cifar10_fixture(root: str | Path, train_per_batch: int = 100, test_size: int = 200, seed: int = 0) -> Path:
+def write_cifar10_fixture(
+    root: str | Path, train_per_batch: int = 100, test_size: int = 200, seed: int = 0
+) -> Path:
     """Write a tiny CIFAR-10 in the real ``cifar-10-batches-py`` format; returns its folder.
 
     Five training batches and a test batch of pickled dicts (``data``: uint8
@@ -105,7 +122,15 @@ def write_cifar10_fixture(root: str | Path, train_per_batch: int = 100, test_siz
         with open(folder / name, "wb") as handle:
             pickle.dump(entry, handle, protocol=2)
     with open(folder / "batches.meta", "wb") as handle:
-        pickle.dump({"label_names": list(CIFAR10_CLASSES), "num_cases_per_batch": train_per_batch, "num_vis": 3072}, handle, protocol=2)
+        pickle.dump(
+            {
+                "label_names": list(CIFAR10_CLASSES),
+                "num_cases_per_batch": train_per_batch,
+                "num_vis": 3072,
+            },
+            handle,
+            protocol=2,
+        )
     return folder
 
 
@@ -116,7 +141,11 @@ def _fixture_cifar10_class(folder: Path):
     class FixtureCIFAR10(CIFAR10):
         train_list = [[f"data_batch_{i}", _md5(folder / f"data_batch_{i}")] for i in range(1, 6)]
         test_list = [["test_batch", _md5(folder / "test_batch")]]
-        meta = {"filename": "batches.meta", "key": "label_names", "md5": _md5(folder / "batches.meta")}
+        meta = {
+            "filename": "batches.meta",
+            "key": "label_names",
+            "md5": _md5(folder / "batches.meta"),
+        }
 
     return FixtureCIFAR10
 
@@ -133,7 +162,11 @@ def load_cifar10(train: bool = True, transform=None, root: str | Path | None = N
 
     root = Path(root or data_root())
     transform = transform or transforms.ToTensor()
-    real = CIFAR10(root=str(root), train=train, download=False, transform=transform) if (root / "cifar-10-batches-py").exists() else None
+    real = (
+        CIFAR10(root=str(root), train=train, download=False, transform=transform)
+        if (root / "cifar-10-batches-py").exists()
+        else None
+    )
     if real is not None and real._check_integrity():
         return real
     if download_allowed():
@@ -142,8 +175,12 @@ def load_cifar10(train: bool = True, transform=None, root: str | Path | None = N
     folder = fixture_root / "cifar-10-batches-py"
     if not (folder / "test_batch").exists():
         write_cifar10_fixture(fixture_root)
-    dataset = _fixture_cifar10_class(folder)(root=str(fixture_root), train=train, download=False, transform=transform)
-    print(f"CIFAR-10: real data not found under {root}; using the synthetic fixture ({len(dataset)} images). Set CNNKIT_DOWNLOAD=1 for the real data set.")
+    dataset = _fixture_cifar10_class(folder)(
+        root=str(fixture_root), train=train, download=False, transform=transform
+    )
+    print(
+        f"CIFAR-10: real data not found under {root}; using the synthetic fixture ({len(dataset)} images). Set CNNKIT_DOWNLOAD=1 for the real data set."
+    )
     return dataset
 
 
@@ -156,14 +193,18 @@ def subset(dataset, size: int, seed: int = 0):
 # --------------------------------------------------------------------------- plotting
 
 
-def show_images(images: torch.Tensor, titles=None, ncols: int = 8, scale: float = 1.6, cmap: str | None = None):
+def show_images(
+    images: torch.Tensor, titles=None, ncols: int = 8, scale: float = 1.6, cmap: str | None = None
+):
     """Plot a batch ``(N, C, H, W)`` (C = 1 or 3, values roughly in [0, 1]) as a grid."""
     import matplotlib.pyplot as plt
 
     images = images.detach().cpu()
     count = images.shape[0]
     nrows = (count + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, min(ncols, count), figsize=(scale * min(ncols, count), scale * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, min(ncols, count), figsize=(scale * min(ncols, count), scale * nrows), squeeze=False
+    )
     for index, ax in enumerate(axes.flat):
         ax.axis("off")
         if index < count:
@@ -181,7 +222,12 @@ def show_images(images: torch.Tensor, titles=None, ncols: int = 8, scale: float 
 def show_feature_maps(maps: torch.Tensor, title: str = "", max_maps: int = 16, ncols: int = 8):
     """Plot the channels of one feature map ``(C, H, W)``, each with its own colour scale."""
     maps = maps.detach().cpu()[:max_maps]
-    fig = show_images(maps.unsqueeze(1), titles=[f"ch {i}" for i in range(maps.shape[0])], ncols=ncols, cmap="magma")
+    fig = show_images(
+        maps.unsqueeze(1),
+        titles=[f"ch {i}" for i in range(maps.shape[0])],
+        ncols=ncols,
+        cmap="magma",
+    )
     if title:
         fig.suptitle(title, y=1.02)
     return fig
@@ -191,19 +237,43 @@ def show_feature_maps(maps: torch.Tensor, title: str = "", max_maps: int = 16, n
 
 
 def max_error(actual, expected) -> float:
-    actual = torch.as_tensor(np.asarray(actual) if not isinstance(actual, torch.Tensor) else actual).double().cpu()
-    expected = torch.as_tensor(np.asarray(expected) if not isinstance(expected, torch.Tensor) else expected).double().cpu()
+    actual = (
+        torch.as_tensor(np.asarray(actual) if not isinstance(actual, torch.Tensor) else actual)
+        .double()
+        .cpu()
+    )
+    expected = (
+        torch.as_tensor(
+            np.asarray(expected) if not isinstance(expected, torch.Tensor) else expected
+        )
+        .double()
+        .cpu()
+    )
     return float((actual - expected).abs().max()) if actual.numel() else 0.0
 
 
-def check_close(actual, expected, name: str = "check", atol: float = 1e-4, rtol: float = 1e-4) -> None:
+def check_close(
+    actual, expected, name: str = "check", atol: float = 1e-4, rtol: float = 1e-4
+) -> None:
     """Assert that two tensors (or arrays) agree in shape and value; print a tick when they do."""
     if isinstance(expected, torch.Tensor | np.ndarray):
-        assert tuple(actual.shape) == tuple(expected.shape), f"{name}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
-        a = torch.as_tensor(np.asarray(actual) if isinstance(actual, np.ndarray) else actual).double().cpu()
-        e = torch.as_tensor(np.asarray(expected) if isinstance(expected, np.ndarray) else expected).double().cpu()
+        assert tuple(actual.shape) == tuple(expected.shape), (
+            f"{name}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
+        )
+        a = (
+            torch.as_tensor(np.asarray(actual) if isinstance(actual, np.ndarray) else actual)
+            .double()
+            .cpu()
+        )
+        e = (
+            torch.as_tensor(np.asarray(expected) if isinstance(expected, np.ndarray) else expected)
+            .double()
+            .cpu()
+        )
         ok = bool(torch.isfinite(a).all()) and torch.allclose(a, e, atol=atol, rtol=rtol)
-        assert ok, f"{name}: max abs error {max_error(a, e):.2e} (allowed {atol:.0e} + {rtol:.0e}*|expected|)"
+        assert ok, (
+            f"{name}: max abs error {max_error(a, e):.2e} (allowed {atol:.0e} + {rtol:.0e}*|expected|)"
+        )
     else:
         assert actual == expected, f"{name}: got {actual!r}, expected {expected!r}"
     print(f"✓ {name}")
