@@ -114,7 +114,7 @@ def grade_batch(
     finished: queue.Queue = queue.Queue()
 
     def work(index: int) -> None:
-        worker = Worker(index, grader.course_dir, device, grader.rubric.limits, info)
+        worker = Worker(index, device, grader.rubric.limits, info)
         try:
             while True:
                 try:

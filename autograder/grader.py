@@ -40,10 +40,9 @@ class AssignmentGrader:
                     probe["seed"] = number
                     self.probes.append(probe)
 
-    @property
-    def course_dir(self):
-        """What the sandbox may see of the course: the release folder (helper module included)."""
-        return self.course.release_dir / self.assignment
+        # What the sandbox gets of the course: the released helper modules, sent with each job.
+        release = course.release_dir / assignment
+        self.files = {name: (release / name).read_text() for name in self.rubric.files}
 
     def findings(self, cells: dict[str, str]) -> dict[str, list[Finding]]:
         escapes = [
@@ -95,7 +94,7 @@ class AssignmentGrader:
         except NotebookError as exc:
             return self.fatal_result(student, sha, str(exc), sandbox)
         program = build_program(self.rubric, self.source, answers)
-        execution = execute(worker, program, self.probes, self.rubric.files, job_id)
+        execution = execute(worker, program, self.probes, self.files, job_id)
         outcomes = judge(
             self.rubric,
             self.cases,

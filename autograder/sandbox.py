@@ -2,9 +2,10 @@
 
 A worker is one fork server (``autograder/child/server.py``) running inside
 bubblewrap: no network, a private PID namespace, a read-only view of the
-Python installation, the course helper module and the server code only (not
-``autograder/``, ``solutions/``, ``source/``, the gradebook or any other
-submission), a size-limited ``/tmp``, and a uid of its own. If bubblewrap is
+Python installation and the server code only (not ``autograder/``,
+``solutions/``, ``source/``, the gradebook or any other submission), a
+size-limited ``/tmp``, and a uid of its own. The course helper module and the
+student's cells arrive with each job through a pipe. If bubblewrap is
 missing or cannot start, the same server runs as a plain child process with
 rlimits only, and :attr:`SandboxInfo.mode` says so for the reports.
 
@@ -38,7 +39,6 @@ from autograder.rubric import Limits
 
 CHILD_DIR = Path(__file__).resolve().parent / "child"
 SANDBOX_CHILD_DIR = "/opt/grader"
-SANDBOX_COURSE_DIR = "/opt/course"
 BASE_UID = 61000
 ETC_FILES = (
     "ld.so.cache",
@@ -92,7 +92,7 @@ def _ro_bind(source: Path | str, dest: Path | str, made: set[str]) -> list[str]:
     return args + ["--ro-bind", str(source), str(dest)]
 
 
-def _bwrap_binds(course_dir: Path, device: str) -> list[str]:
+def _bwrap_binds(device: str) -> list[str]:
     made: set[str] = set()
     args = ["--ro-bind", "/usr", "/usr"]
     for name in ("lib", "lib64", "bin", "sbin"):
@@ -112,33 +112,25 @@ def _bwrap_binds(course_dir: Path, device: str) -> list[str]:
         if not str(prefix).startswith("/usr/"):
             args += _ro_bind(prefix, prefix, made)
     args += _ro_bind(CHILD_DIR, SANDBOX_CHILD_DIR, made)
-    args += _ro_bind(course_dir.resolve(), SANDBOX_COURSE_DIR, made)
     if device == "cuda":
         for dev in sorted(Path("/dev").glob("nvidia*")):
             args += ["--dev-bind", str(dev), str(dev)]
     return args
 
 
-def bwrap_command(index: int, course_dir: Path, device: str, limits: Limits) -> list[str]:
+def bwrap_command(index: int, device: str, limits: Limits) -> list[str]:
     privileged = os.geteuid() == 0
     args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-pid"]
     args += ["--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
     args += [] if privileged else ["--unshare-user"]
-    args += _bwrap_binds(course_dir, device)
+    args += _bwrap_binds(device)
     args += ["--proc", "/proc", "--dev", "/dev"]
     args += ["--size", str(limits.tmp_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp"]
     args += ["--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp"]
     args += ["--setenv", "PATH", "/usr/bin:/bin", "--setenv", "MPLBACKEND", "Agg"]
     args += ["--setenv", "MPLCONFIGDIR", "/tmp/.mpl", "--setenv", "CNNKIT_GRADING", "1"]
     args += ["--chdir", "/tmp"]
-    server = [
-        sys.executable,
-        "-I",
-        f"{SANDBOX_CHILD_DIR}/server.py",
-        "--course-dir",
-        SANDBOX_COURSE_DIR,
-        "--pidns",
-    ]
+    server = [sys.executable, "-I", f"{SANDBOX_CHILD_DIR}/server.py", "--pidns"]
     if privileged:
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         server += ["--drop-uid", str(BASE_UID + index)]
@@ -149,18 +141,12 @@ def check_bubblewrap() -> SandboxInfo:
     """Start a trivial sandbox once to see whether bubblewrap works here."""
     if shutil.which("bwrap") is None:
         return SandboxInfo("rlimits", "bwrap is not installed")
-    with tempfile.TemporaryDirectory() as course:
-        command = bwrap_command(0, Path(course), "cpu", Limits())
-        command = command[: command.index("--") + 1] + [
-            sys.executable,
-            "-I",
-            "-c",
-            "import os; print(os.getuid())",
-        ]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return SandboxInfo("rlimits", f"bwrap failed to start: {exc}")
+    command = bwrap_command(0, "cpu", Limits())
+    command = command[: command.index("--") + 1] + [sys.executable, "-I", "-c", "import os"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return SandboxInfo("rlimits", f"bwrap failed to start: {exc}")
     if done.returncode != 0:
         return SandboxInfo("rlimits", f"bwrap failed to start: {done.stderr.strip()[:200]}")
     return SandboxInfo("bubblewrap")
@@ -203,7 +189,6 @@ class Worker:
     """One sandboxed fork server; restarted whenever a job has to be cut short."""
 
     index: int
-    course_dir: Path
     device: str
     limits: Limits
     info: SandboxInfo
@@ -214,14 +199,8 @@ class Worker:
 
     def command(self) -> list[str]:
         if self.info.mode == "bubblewrap":
-            return bwrap_command(self.index, self.course_dir, self.device, self.limits)
-        return [
-            sys.executable,
-            "-I",
-            str(CHILD_DIR / "server.py"),
-            "--course-dir",
-            str(self.course_dir),
-        ]
+            return bwrap_command(self.index, self.device, self.limits)
+        return [sys.executable, "-I", str(CHILD_DIR / "server.py")]
 
     def start(self) -> None:
         env = None
@@ -328,7 +307,7 @@ def execute(
             "start": start,
             "limits": _limits_dict(limits),
             "device": worker.device,
-            "files": list(files),
+            "files": dict(files),
         }
         current, failure, done = _run_job(worker, job, outcome, budget_end)
         if done:

@@ -57,7 +57,7 @@ class GradingKit:
         key = (assignment, info.mode)
         if key not in self.workers:
             grader = self.grader(assignment)
-            worker = Worker(len(self.workers), grader.course_dir, "cpu", grader.rubric.limits, info)
+            worker = Worker(len(self.workers), "cpu", grader.rubric.limits, info)
             worker.start()
             self.workers[key] = worker
         return self.workers[key]

@@ -56,7 +56,9 @@ def small_cnn() -> nn.Sequential:
 def test_gram_matrix_is_the_tutorials_normalised_product(shape):
     features = torch.randn(*shape, generator=seeded(), dtype=torch.float64)
     a, b, c, d = shape
-    expected = torch.einsum("ichw,jdhw->icjd", features, features).reshape(a * b, a * b) / features.numel()
+    expected = (
+        torch.einsum("ichw,jdhw->icjd", features, features).reshape(a * b, a * b) / features.numel()
+    )
     torch.testing.assert_close(st.gram_matrix(features), expected)
 
 
@@ -72,7 +74,9 @@ def test_content_and_style_losses_are_weighted_mean_squared_errors():
     generated = [torch.randn(1, 3, 4, 4, generator=g, dtype=torch.float64) for _ in range(2)]
     targets = [torch.randn(3, 3, generator=g, dtype=torch.float64) for _ in range(2)]
     mse = nn.MSELoss()
-    torch.testing.assert_close(st.content_loss(generated[0], generated[1]), mse(generated[0], generated[1]))
+    torch.testing.assert_close(
+        st.content_loss(generated[0], generated[1]), mse(generated[0], generated[1])
+    )
     grams = [torch.einsum("nchw,ndhw->cd", f, f) / f.numel() for f in generated]
     expected = 0.25 * mse(grams[0], targets[0]) + 2.0 * mse(grams[1], targets[1])
     torch.testing.assert_close(st.style_loss(generated, targets, [0.25, 2.0]), expected)
@@ -136,7 +140,9 @@ def test_fgsm_on_a_binary_linear_model_moves_towards_the_other_class():
     x = torch.rand(4, 3, 4, 4, generator=seeded(6), dtype=torch.float64)
     y = torch.tensor([0, 1, 1, 0])
     weight = model[1].weight.detach()  # (2, 48)
-    direction = (weight[1 - y] - weight[y]).sign().reshape(x.shape)  # d loss / dx up to a positive factor
+    direction = (
+        (weight[1 - y] - weight[y]).sign().reshape(x.shape)
+    )  # d loss / dx up to a positive factor
     torch.testing.assert_close(adv.fgsm_attack(model, x, y, 0.1), (x + 0.1 * direction).clamp(0, 1))
 
 
@@ -153,9 +159,12 @@ def test_one_pgd_step_of_size_eps_is_fgsm_and_injected_start_at_x_is_no_random_s
     model = small_cnn()
     x = torch.rand(6, 3, 8, 8, generator=seeded(8), dtype=torch.float64)
     y = torch.randint(0, 5, (6,), generator=seeded(8))
-    torch.testing.assert_close(adv.pgd_attack(model, x, y, 0.03, 0.03, 1), adv.fgsm_attack(model, x, y, 0.03))
     torch.testing.assert_close(
-        adv.pgd_attack(model, x, y, 0.03, 0.01, 4, init=x.clone()), adv.pgd_attack(model, x, y, 0.03, 0.01, 4)
+        adv.pgd_attack(model, x, y, 0.03, 0.03, 1), adv.fgsm_attack(model, x, y, 0.03)
+    )
+    torch.testing.assert_close(
+        adv.pgd_attack(model, x, y, 0.03, 0.01, 4, init=x.clone()),
+        adv.pgd_attack(model, x, y, 0.03, 0.01, 4),
     )
 
 

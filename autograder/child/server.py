@@ -11,7 +11,7 @@ the parent as opaque bytes, wrapped in frames of its own, so a child cannot
 forge the server's messages. The parent treats everything from here as
 untrusted and enforces all wall-clock limits itself.
 
-Run as ``python -I server.py --course-dir DIR [--drop-uid UID] [--pidns]``.
+Run as ``python -I server.py [--drop-uid UID] [--pidns]``.
 """
 
 from __future__ import annotations
@@ -155,9 +155,8 @@ def child_main(job: dict, out_fd: int, workdir: str, own_uid_isolated: bool) -> 
 
 
 class Server:
-    def __init__(self, proto_out: int, course_dir: str, pidns: bool, isolated_uid: bool) -> None:
+    def __init__(self, proto_out: int, pidns: bool, isolated_uid: bool) -> None:
         self.proto_out = proto_out
-        self.course_dir = course_dir
         self.pidns = pidns
         self.isolated_uid = isolated_uid
         self.work_root = os.path.join(os.environ.get("TMPDIR", "/tmp"), "grader-work")
@@ -198,8 +197,9 @@ class Server:
         workdir = os.path.join(self.work_root, f"job-{job['id']}")
         shutil.rmtree(workdir, ignore_errors=True)
         os.makedirs(workdir)
-        for name in job.get("files", ()):  # course helper modules the notebook imports
-            shutil.copy(os.path.join(self.course_dir, name), workdir)
+        for name, text in job.get("files", {}).items():  # course helper modules the notebook imports
+            with open(os.path.join(workdir, os.path.basename(name)), "w") as handle:
+                handle.write(text)
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # child
@@ -321,7 +321,6 @@ def read_tail(path: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--course-dir", required=True)
     parser.add_argument("--drop-uid", type=int)
     parser.add_argument("--pidns", action="store_true")
     parser.add_argument("--preload", default="matplotlib,matplotlib.pyplot,torchvision,PIL.Image")
@@ -341,7 +340,7 @@ def main() -> None:
             except Exception:
                 pass
     isolated = args.drop_uid is not None and args.pidns
-    Server(proto_out, args.course_dir, args.pidns, isolated).serve()
+    Server(proto_out, args.pidns, isolated).serve()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,139 @@
+"""Are submissions matched to the source by grade_id, whatever students did to them?"""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from autograder.notebook import NotebookError, build_program, extract_answers, parse_cells, read_source, strip_magics
+from autograder.rubric import load_rubric
+
+ASSIGNMENT = "m06_02_convolution"
+
+
+@pytest.fixture(scope="module")
+def context(course):
+    rubric = load_rubric(course.rubric_path(ASSIGNMENT))
+    source = read_source(course.source_notebook(ASSIGNMENT))
+    data = json.loads(course.source_notebook(ASSIGNMENT).read_text())
+    return rubric, source, data
+
+
+def cells_of(data):
+    return {c["metadata"].get("nbgrader", {}).get("grade_id"): c for c in data["cells"]}
+
+
+def encode(data) -> bytes:
+    return json.dumps(data).encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [(b"", "empty file"), (b"   \n", "empty file"), (b"{not json", "not valid JSON"), (b"[1, 2]", "not a notebook"), (b'{"nbformat": 5, "cells": []}', "unsupported nbformat")],
+)
+def test_unreadable_files_get_a_clear_message(raw, message):
+    with pytest.raises(NotebookError, match=message):
+        parse_cells(raw)
+
+
+def test_the_solution_is_matched_completely(context):
+    rubric, source, data = context
+    answers = extract_answers(encode(data), rubric, source)
+    assert set(answers.cells) == {p.answer_cell for p in rubric.parts}
+    assert not answers.notes and not answers.missing
+
+
+def test_reordered_cells_are_still_found(context):
+    rubric, source, data = context
+    data = json.loads(json.dumps(data))
+    data["cells"].reverse()
+    answers = extract_answers(encode(data), rubric, source)
+    assert set(answers.cells) == {p.answer_cell for p in rubric.parts}
+    program = build_program(rubric, source, answers)
+    assert [c["id"] for c in program][0] == "setup", "the program follows the source order"
+
+
+def test_deleted_cell_is_reported_missing(context):
+    rubric, source, data = context
+    data = json.loads(json.dumps(data))
+    data["cells"] = [c for c in data["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") != "max_pool2d"]
+    answers = extract_answers(encode(data), rubric, source)
+    assert "max_pool2d" in answers.missing and "deleted" in answers.missing["max_pool2d"]
+
+
+def test_duplicated_cell_uses_the_edited_copy(context):
+    rubric, source, data = context
+    data = json.loads(json.dumps(data))
+    cell = cells_of(data)["global_avg_pool2d"]
+    stub = json.loads(json.dumps(cell))
+    stub["source"] = "def global_avg_pool2d(x):\n    raise NotImplementedError()\n"
+    data["cells"].insert(data["cells"].index(cell) + 1, stub)
+    answers = extract_answers(encode(data), rubric, source)
+    assert "x.mean" in answers.cells["global_avg_pool2d"]
+    assert any("appears 2 times" in n for n in answers.notes)
+
+
+def test_retyped_cell_is_graded_as_code_with_a_note(context):
+    rubric, source, data = context
+    data = json.loads(json.dumps(data))
+    cell = cells_of(data)["global_avg_pool2d"]
+    cell["cell_type"] = "markdown"
+    cell.pop("outputs", None)
+    cell.pop("execution_count", None)
+    answers = extract_answers(encode(data), rubric, source)
+    assert "x.mean" in answers.cells["global_avg_pool2d"]
+    assert any("markdown" in n for n in answers.notes)
+
+
+def test_cell_without_metadata_is_found_by_its_function(context):
+    rubric, source, data = context
+    data = json.loads(json.dumps(data))
+    cells_of(data)["avg_pool2d"]["metadata"] = {}
+    answers = extract_answers(encode(data), rubric, source)
+    assert "def avg_pool2d" in answers.cells["avg_pool2d"]
+    assert any("lost its nbgrader metadata" in n for n in answers.notes)
+
+
+def test_changed_locked_cell_is_restored_from_source(context):
+    rubric, source, data = context
+    data = json.loads(json.dumps(data))
+    cells_of(data)["setup"]["source"] = "import os\nos.system('echo pwned')\n"
+    answers = extract_answers(encode(data), rubric, source)
+    program = build_program(rubric, source, answers)
+    assert "pwned" not in program[0]["source"] and "import cnnkit" in program[0]["source"]
+    assert any("locked cell 'setup' was modified" in n for n in answers.notes)
+
+
+def test_notebook_of_another_assignment_is_refused(context):
+    rubric, source, _ = context
+    other = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("def gram_matrix(x):\n    return x\n")
+    cell.metadata["nbgrader"] = {"grade_id": "gram_matrix", "solution": True, "grade": False, "locked": False, "schema_version": 3}
+    other.cells.append(cell)
+    with pytest.raises(NotebookError, match="does not belong to m06_02_convolution"):
+        extract_answers(nbformat.writes(other).encode(), rubric, source)
+
+
+def test_nbformat3_is_converted(context):
+    rubric, source, data = context
+    v4 = nbformat.reads(json.dumps(data), as_version=4)
+    v3 = nbformat.writes(nbformat.convert(v4, 3))
+    answers = extract_answers(v3.encode(), rubric, source)
+    assert any("nbformat 3" in n for n in answers.notes)
+    assert "conv2d" in answers.cells
+
+
+def test_other_kernel_is_noted(context):
+    rubric, source, data = context
+    data = json.loads(json.dumps(data))
+    data["metadata"]["kernelspec"] = {"name": "julia-1.9", "display_name": "Julia"}
+    answers = extract_answers(encode(data), rubric, source)
+    assert any("julia-1.9" in n for n in answers.notes)
+
+
+def test_magics_are_commented_out():
+    assert strip_magics("%matplotlib inline\nx = 1\n  !pip install foo\n") == (
+        "# (not run by the grader) %matplotlib inline\nx = 1\n  # (not run by the grader) !pip install foo\n"
+    )

@@ -1,0 +1,40 @@
+"""Can frames carry tensors both ways while nothing in a frame can run code on load?"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+import torch
+
+from autograder.child.protocol import FrameError, decode, encode, read_frame, write_frame
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_round_trip_through_a_pipe():
+    message = {"type": "probe_result", "payload": {"value": torch.arange(6.0).view(2, 3), "ok": True, "ops": ["add"]}}
+    read_end, write_end = os.pipe()
+    write_frame(write_end, encode(message))
+    back = decode(read_frame(read_end))
+    assert torch.equal(back["payload"]["value"], message["payload"]["value"]) and back["payload"]["ops"] == ["add"]
+
+
+def test_pickled_code_is_refused():
+    buffer = io.BytesIO()
+    torch.save({"x": Exploit()}, buffer, pickle_protocol=2)
+    with pytest.raises(FrameError, match="unreadable frame"):
+        decode(buffer.getvalue())
+
+
+def test_garbage_and_oversized_frames_are_refused():
+    with pytest.raises(FrameError):
+        decode(b"not a torch file")
+    read_end, write_end = os.pipe()
+    os.write(write_end, (2**40).to_bytes(8, "big"))
+    with pytest.raises(FrameError, match="exceeds"):
+        read_frame(read_end)
