@@ -7,7 +7,14 @@ import json
 import nbformat
 import pytest
 
-from autograder.notebook import NotebookError, build_program, extract_answers, parse_cells, read_source, strip_magics
+from autograder.notebook import (
+    NotebookError,
+    build_program,
+    extract_answers,
+    parse_cells,
+    read_source,
+    strip_magics,
+)
 from autograder.rubric import load_rubric
 
 ASSIGNMENT = "m06_02_convolution"
@@ -31,7 +38,13 @@ def encode(data) -> bytes:
 
 @pytest.mark.parametrize(
     ("raw", "message"),
-    [(b"", "empty file"), (b"   \n", "empty file"), (b"{not json", "not valid JSON"), (b"[1, 2]", "not a notebook"), (b'{"nbformat": 5, "cells": []}', "unsupported nbformat")],
+    [
+        (b"", "empty file"),
+        (b"   \n", "empty file"),
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "not a notebook"),
+        (b'{"nbformat": 5, "cells": []}', "unsupported nbformat"),
+    ],
 )
 def test_unreadable_files_get_a_clear_message(raw, message):
     with pytest.raises(NotebookError, match=message):
@@ -58,7 +71,11 @@ def test_reordered_cells_are_still_found(context):
 def test_deleted_cell_is_reported_missing(context):
     rubric, source, data = context
     data = json.loads(json.dumps(data))
-    data["cells"] = [c for c in data["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") != "max_pool2d"]
+    data["cells"] = [
+        c
+        for c in data["cells"]
+        if c["metadata"].get("nbgrader", {}).get("grade_id") != "max_pool2d"
+    ]
     answers = extract_answers(encode(data), rubric, source)
     assert "max_pool2d" in answers.missing and "deleted" in answers.missing["max_pool2d"]
 
@@ -110,7 +127,13 @@ def test_notebook_of_another_assignment_is_refused(context):
     rubric, source, _ = context
     other = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("def gram_matrix(x):\n    return x\n")
-    cell.metadata["nbgrader"] = {"grade_id": "gram_matrix", "solution": True, "grade": False, "locked": False, "schema_version": 3}
+    cell.metadata["nbgrader"] = {
+        "grade_id": "gram_matrix",
+        "solution": True,
+        "grade": False,
+        "locked": False,
+        "schema_version": 3,
+    }
     other.cells.append(cell)
     with pytest.raises(NotebookError, match="does not belong to m06_02_convolution"):
         extract_answers(nbformat.writes(other).encode(), rubric, source)

@@ -10,7 +10,15 @@ from autograder.course import Course
 from autograder.rubric import Limits
 from autograder.sandbox import SandboxInfo, Worker, execute
 
-LIMITS = Limits(cell_seconds=5, check_seconds=3, submission_seconds=60, memory_mb=1024, cpu_seconds=20, processes=16, file_size_mb=1)
+LIMITS = Limits(
+    cell_seconds=5,
+    check_seconds=3,
+    submission_seconds=60,
+    memory_mb=1024,
+    cpu_seconds=20,
+    processes=16,
+    file_size_mb=1,
+)
 REPO = Course.here().root
 
 
@@ -35,8 +43,15 @@ def call(function, *args, **extra):
 
 
 def test_results_come_back_and_helper_modules_are_importable(worker):
-    out = run(worker, {"a": "import helper\ndef f(x):\n    return x * helper.VALUE\n"}, [call("f", torch.ones(2))], files={"helper.py": "VALUE = 42\n"})
-    assert out.results[0]["ok"] and torch.equal(out.results[0]["value"]["__tensor__"], torch.full((2,), 42.0))
+    out = run(
+        worker,
+        {"a": "import helper\ndef f(x):\n    return x * helper.VALUE\n"},
+        [call("f", torch.ones(2))],
+        files={"helper.py": "VALUE = 42\n"},
+    )
+    assert out.results[0]["ok"] and torch.equal(
+        out.results[0]["value"]["__tensor__"], torch.full((2,), 42.0)
+    )
 
 
 def test_a_hanging_check_costs_only_itself(worker):
@@ -56,17 +71,23 @@ def test_exiting_the_process_costs_only_that_cell(worker):
 def test_sys_exit_and_keyboard_interrupt_are_ordinary_errors(worker):
     cells = {"a": "import sys\ndef f():\n    sys.exit(0)\ndef g():\n    raise KeyboardInterrupt\n"}
     out = run(worker, cells, [call("f"), call("g")])
-    assert out.results[0]["error"].startswith("SystemExit") and out.results[1]["error"].startswith("KeyboardInterrupt")
+    assert out.results[0]["error"].startswith("SystemExit") and out.results[1]["error"].startswith(
+        "KeyboardInterrupt"
+    )
 
 
 def test_a_huge_allocation_fails_cleanly(worker):
-    cells = {"a": "import torch\ndef big():\n    return torch.empty(50 * 2**30, dtype=torch.uint8).sum()\ndef small():\n    return 1\n"}
+    cells = {
+        "a": "import torch\ndef big():\n    return torch.empty(50 * 2**30, dtype=torch.uint8).sum()\ndef small():\n    return 1\n"
+    }
     out = run(worker, cells, [call("big"), call("small")])
     assert not out.results[0]["ok"] and out.results[1]["value"] == 1
 
 
 def test_printing_is_bounded_and_its_tail_is_kept(worker):
-    cells = {"a": "def shout():\n    for _ in range(10**6):\n        print('x' * 100)\n    return 'done'\n"}
+    cells = {
+        "a": "def shout():\n    for _ in range(10**6):\n        print('x' * 100)\n    return 'done'\n"
+    }
     out = run(worker, cells, [call("shout")])
     assert not out.results[0]["ok"] or out.results[0]["value"] == "done"
     assert "x" * 50 in out.output_tail and len(out.output_tail) <= 2000
@@ -88,7 +109,7 @@ def test_the_sandbox_hides_the_course_and_the_network(worker):
 import os, socket
 def look():
     seen = {{}}
-    for path in [{str(REPO / 'autograder')!r}, {str(REPO / 'solutions')!r}, {str(REPO / 'source')!r}, {str(REPO / 'rubrics')!r}, '/etc/shadow', '/root/.bashrc', {str(REPO / '.git')!r}]:
+    for path in [{str(REPO / "autograder")!r}, {str(REPO / "solutions")!r}, {str(REPO / "source")!r}, {str(REPO / "rubrics")!r}, '/etc/shadow', '/root/.bashrc', {str(REPO / ".git")!r}]:
         seen[path] = os.path.exists(path) and bool(os.listdir(path) if os.path.isdir(path) else open(path).read(1))
     try:
         socket.create_connection(('1.1.1.1', 53), timeout=2)

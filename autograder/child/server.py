@@ -197,7 +197,9 @@ class Server:
         workdir = os.path.join(self.work_root, f"job-{job['id']}")
         shutil.rmtree(workdir, ignore_errors=True)
         os.makedirs(workdir)
-        for name, text in job.get("files", {}).items():  # course helper modules the notebook imports
+        for name, text in job.get(
+            "files", {}
+        ).items():  # course helper modules the notebook imports
             with open(os.path.join(workdir, os.path.basename(name)), "w") as handle:
                 handle.write(text)
         read_end, write_end = os.pipe()

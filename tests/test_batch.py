@@ -1,0 +1,56 @@
+"""Does a class batch write every output, resume after a crash, and regrade on --force?"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from autograder.batch import grade_batch
+from autograder.mutants import apply_mutant, load_mutants
+
+ASSIGNMENT = "m06_02_convolution"
+
+
+@pytest.fixture
+def small_class(course, submissions):
+    source = course.source_notebook(ASSIGNMENT)
+    bug = next(m for m in load_mutants(ASSIGNMENT) if m.demo)
+    (submissions / "ann.ipynb").write_bytes(source.read_bytes())
+    (submissions / "bob.ipynb").write_bytes(apply_mutant(source, bug))
+    (submissions / "cat.ipynb").write_bytes(b"")
+    return submissions, bug
+
+
+@pytest.mark.slow
+def test_batch_outputs_resume_and_force(course, small_class, tmp_path):
+    folder, bug = small_class
+    out = tmp_path / "graded"
+    first = grade_batch(ASSIGNMENT, folder, out, workers=2, progress=False, course=course)
+    scores = {r.student: r.score for r in first.results}
+    total = first.results[0].max_score
+    assert scores["ann"] == total and scores["cat"] == 0
+    assert scores["bob"] == total - sum(
+        t.max_score for t in first.results[1].tests if t.check in bug.loses
+    )
+    for student in ("ann", "bob", "cat"):
+        data = json.loads((out / student / "results.json").read_text())
+        assert data["score"] == scores[student]
+        assert (out / student / "feedback.html").read_text().count("<tr>") > 5
+    assert "empty file" in (out / "cat" / "feedback.html").read_text()
+    assert (out / "grades.csv").read_text().count("\n") == 4
+    report = (out / "report.html").read_text()
+    assert report.count("data:image/png;base64") == 3 and first.sandbox.description in report
+
+    # a crash mid-batch: one result lost, another half-written
+    (out / "bob" / "results.json").unlink()
+    (out / "cat" / "results.json").write_text("{")
+    second = grade_batch(ASSIGNMENT, folder, out, workers=2, progress=False, course=course)
+    assert (second.graded, second.reused) == (2, 1)
+    assert {r.student: r.score for r in second.results} == scores
+
+    third = grade_batch(
+        ASSIGNMENT, folder, out, workers=1, progress=False, course=course, force=True
+    )
+    assert (third.graded, third.reused) == (3, 0)
+    assert {r.student: r.score for r in third.results} == scores

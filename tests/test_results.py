@@ -1,0 +1,47 @@
+"""Do results follow Gradescope's schema and survive a round trip and a crash mid-write?"""
+
+from __future__ import annotations
+
+import json
+
+from autograder.results import SubmissionResult, TestResult, read_results, write_json_atomic
+
+
+def sample() -> SubmissionResult:
+    tests = [
+        TestResult("c1", "p", "Part: one", 2.0, 2.0, True, "passed"),
+        TestResult("c2", "p", "Part: two", 0.0, 1.0, False, "x: max abs error 1e-1"),
+    ]
+    return SubmissionResult(
+        "a1",
+        "amy",
+        2.0,
+        3.0,
+        tests,
+        notes=["n"],
+        sandbox="bubblewrap",
+        sha256="abc",
+        execution_time=1.25,
+    )
+
+
+def test_gradescope_schema():
+    data = sample().to_gradescope()
+    assert {"score", "execution_time", "tests", "output"} <= set(data)
+    for test in data["tests"]:
+        assert {"name", "score", "max_score", "status", "output", "visibility"} <= set(test)
+        assert test["status"] in ("passed", "failed")
+    assert data["score"] == sum(t["score"] for t in data["tests"])
+
+
+def test_round_trip_and_atomic_write(tmp_path):
+    path = tmp_path / "amy" / "results.json"
+    write_json_atomic(path, sample().to_gradescope())
+    back = read_results(path)
+    assert (
+        back.score == 2.0 and back.sha256 == "abc" and [t.check for t in back.tests] == ["c1", "c2"]
+    )
+    assert not list(path.parent.glob(".tmp-*"))
+    path.write_text("{half a fi")
+    assert read_results(path) is None
+    json.loads(json.dumps(sample().to_gradescope()))
