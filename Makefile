@@ -43,5 +43,9 @@ format: $(STAMP)
 release: setup
 	$(PY) -m autograder release
 
+# Grading speed at class scale against plain nbgrader autograde (several minutes).
+bench: setup
+	$(PY) -m autograder bench --out bench
+
 clean:
-	rm -rf demo .pytest_cache build
+	rm -rf demo bench .pytest_cache build

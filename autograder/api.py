@@ -57,6 +57,38 @@ def demo(
     )
 
 
+def bench(
+    assignment: str = "m06_02_convolution",
+    *,
+    sizes: tuple[int, ...] = (20, 100, 400),
+    baseline_size: int = 20,
+    workers: int = 2,
+    worker_counts: tuple[int, ...] = (1, 2),
+    worker_size: int = 40,
+    out: str | Path = "bench",
+    course: Course | None = None,
+) -> dict:
+    """Benchmark this grader against ``nbgrader autograde``; see :mod:`autograder.bench`."""
+    from autograder.bench import run_bench
+
+    return run_bench(
+        assignment,
+        sizes=sizes,
+        baseline_size=baseline_size,
+        workers=workers,
+        worker_counts=worker_counts,
+        worker_size=worker_size,
+        out=Path(out),
+        course=course,
+    )
+
+
+def format_bench(figures: dict) -> str:
+    from autograder.bench import format_figures
+
+    return format_figures(figures)
+
+
 def format_summary(summary: BatchSummary) -> str:
     width = max([len(r.student) for r in summary.results] + [7])
     lines = [

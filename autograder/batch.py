@@ -116,11 +116,22 @@ def grade_batch(
     def work(index: int) -> None:
         worker = Worker(index, device, grader.rubric.limits, info)
         try:
+            worker.start()  # warm once (torch imported) before the first student's clock starts
+        except Exception as exc:
+            startup_error = f"the sandbox worker could not start: {exc}"
+        else:
+            startup_error = None
+        try:
             while True:
                 try:
                     number, submission = jobs.get_nowait()
                 except queue.Empty:
                     return
+                if startup_error:
+                    finished.put(
+                        grader.fatal_result(submission.student, "", startup_error, info.description)
+                    )
+                    continue
                 try:
                     finished.put(grade_one(grader, worker, submission, number))
                 except Exception as exc:  # a bug of ours must not lose the batch

@@ -59,7 +59,45 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo", metavar="DIR")
     demo.add_argument("--workers", type=int, default=2, metavar="N")
     demo.add_argument("assignments", nargs="*", metavar="ID", help="assignment ids (default: all)")
+    bench = commands.add_parser(
+        "bench", help="grading speed at class scale, against nbgrader autograde"
+    )
+    bench.add_argument("--assignment", default="m06_02_convolution", metavar="ID")
+    bench.add_argument(
+        "--sizes", default="20,100,400", help="class sizes for the scaling run (default 20,100,400)"
+    )
+    bench.add_argument(
+        "--baseline-size",
+        type=int,
+        default=20,
+        metavar="N",
+        help="class size graded by both systems (default 20)",
+    )
+    bench.add_argument("--workers", type=int, default=2, metavar="N")
+    bench.add_argument(
+        "--worker-counts", default="1,2", help="worker counts for the workers run (default 1,2)"
+    )
+    bench.add_argument(
+        "--worker-size",
+        type=int,
+        default=40,
+        metavar="N",
+        help="class size for the workers run (default 40)",
+    )
+    bench.add_argument(
+        "--out", default="bench", metavar="DIR", help="where bench.json and bench.png go"
+    )
     return parser
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, got '{text}'") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"expected positive integers, got '{text}'")
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +119,18 @@ def main(argv: list[str] | None = None) -> int:
                 progress=not args.no_progress,
             )
             print(api.format_summary(summary))
+        elif args.command == "bench":
+            figures = api.bench(
+                args.assignment,
+                sizes=_ints(args.sizes),
+                baseline_size=args.baseline_size,
+                workers=args.workers,
+                worker_counts=_ints(args.worker_counts),
+                worker_size=args.worker_size,
+                out=args.out,
+            )
+            print(api.format_bench(figures))
+            print(f"figures: {args.out}/bench.json, plot: {args.out}/bench.png")
         elif args.command == "demo":
             for summary in api.demo(
                 args.out, assignments=args.assignments or None, workers=args.workers

@@ -38,6 +38,7 @@ class AssignmentGrader:
                     probe["wall_seconds"] = check.wall_seconds or self.rubric.limits.check_seconds
                     probe["trace_ops"] = part.forbidden is not None
                     probe["seed"] = number
+                    probe["check"] = check.id
                     self.probes.append(probe)
 
         # What the sandbox gets of the course: the released helper modules, sent with each job.

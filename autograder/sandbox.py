@@ -325,6 +325,14 @@ def execute(
         else:
             outcome.results[key] = {"ok": False, "error": failure}
             start = key + 1
+            # The check has failed: skip its remaining cases rather than time out on each.
+            group = probes[key].get("check")
+            while group is not None and start < len(probes) and probes[start].get("check") == group:
+                outcome.results[start] = {
+                    "ok": False,
+                    "error": "not run after an earlier case of this check failed",
+                }
+                start += 1
         if time.monotonic() >= budget_end:
             outcome.notes.append(
                 f"submission time limit ({limits.submission_seconds:.0f} s) reached; the remaining checks were not run"
