@@ -30,12 +30,21 @@ def test_rubric_notebook_and_suite_agree(course, assignment):
     cells = read_source(course.source_notebook(assignment))
     by_id = {c.grade_id: c for c in cells if c.grade_id}
     solution_cells = {c.grade_id for c in cells if c.solution}
-    assert solution_cells == {p.answer_cell for p in rubric.parts}, "every solution cell is exactly one part's answer cell"
+    assert solution_cells == {p.answer_cell for p in rubric.parts}, (
+        "every solution cell is exactly one part's answer cell"
+    )
     for part in rubric.parts:
         check_cell = by_id.get(part.check_cell)
-        assert check_cell is not None and check_cell.grade and check_cell.locked, f"{part.check_cell} is a locked grade cell"
-        assert check_cell.points == part.points, f"{part.check_cell}: notebook {check_cell.points} points, rubric {part.points}"
-        assert f"def {part.function}" in by_id[part.answer_cell].source or f"class {part.function}" in by_id[part.answer_cell].source
+        assert check_cell is not None and check_cell.grade and check_cell.locked, (
+            f"{part.check_cell} is a locked grade cell"
+        )
+        assert check_cell.points == part.points, (
+            f"{part.check_cell}: notebook {check_cell.points} points, rubric {part.points}"
+        )
+        assert (
+            f"def {part.function}" in by_id[part.answer_cell].source
+            or f"class {part.function}" in by_id[part.answer_cell].source
+        )
     for setup in rubric.setup_cells:
         assert by_id[setup].locked and not by_id[setup].solution
     assert set(load_suite(assignment).builders) == {c.id for c in rubric.checks}
@@ -56,12 +65,18 @@ def test_solution_scores_full_marks(kit, course, assignment):
 def test_release_scores_zero(kit, course, assignment):
     result = kit.grade(assignment, course.release_notebook(assignment).read_bytes(), "release")
     assert result.score == 0
-    assert all("NotImplementedError" in t.output for t in result.tests), [t.output for t in result.tests if "NotImplementedError" not in t.output]
+    assert all("NotImplementedError" in t.output for t in result.tests), [
+        t.output for t in result.tests if "NotImplementedError" not in t.output
+    ]
 
 
-@pytest.mark.parametrize(("assignment", "mutant"), MUTANTS, ids=[f"{a}-{m.name}" for a, m in MUTANTS])
+@pytest.mark.parametrize(
+    ("assignment", "mutant"), MUTANTS, ids=[f"{a}-{m.name}" for a, m in MUTANTS]
+)
 def test_plausible_bug_loses_exactly_its_checks(kit, course, assignment, mutant):
-    result = kit.grade(assignment, apply_mutant(course.source_notebook(assignment), mutant), mutant.name)
+    result = kit.grade(
+        assignment, apply_mutant(course.source_notebook(assignment), mutant), mutant.name
+    )
     lost = {t.check for t in result.tests if not t.passed}
     assert lost == set(mutant.loses), {t.check: t.output for t in result.tests if not t.passed}
     rubric = load_rubric(course.rubric_path(assignment))
@@ -82,7 +97,17 @@ def test_source_notebook_runs_top_to_bottom_in_smoke_mode(course, assignment, tm
     output = tmp_path / "executed.ipynb"
     env = dict(os.environ, CNNKIT_SMOKE="1", CNNKIT_DATA=str(tmp_path / "data"))
     env.pop("MPLBACKEND", None)  # the kernel must use the inline backend to show figures
-    command = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--output", str(output)]
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "nbconvert",
+        "--to",
+        "notebook",
+        "--execute",
+        "--output",
+        str(output),
+    ]
     command += ["--ExecutePreprocessor.timeout=300", str(course.source_notebook(assignment))]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]

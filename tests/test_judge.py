@@ -26,10 +26,16 @@ def test_value_error_reports_measured_error_not_expected_values():
 
 def test_shape_type_device_and_nan_failures_are_named():
     e = torch.zeros(2, 3, dtype=torch.float64)
-    assert "shape (3, 2), expected (2, 3)" in compare_values(tensor(torch.zeros(3, 2)), e, 1e-4, 1e-4, "cpu")
-    assert "expected a torch.Tensor" in compare_values({"__ndarray__": torch.zeros(2, 3)}, e, 1e-4, 1e-4, "cpu")
+    assert "shape (3, 2), expected (2, 3)" in compare_values(
+        tensor(torch.zeros(3, 2)), e, 1e-4, 1e-4, "cpu"
+    )
+    assert "expected a torch.Tensor" in compare_values(
+        {"__ndarray__": torch.zeros(2, 3)}, e, 1e-4, 1e-4, "cpu"
+    )
     assert "expected a torch.Tensor" in compare_values(3.0, e, 1e-4, 1e-4, "cpu")
-    assert "on cpu, but the inputs were on cuda" in compare_values(tensor(torch.zeros(2, 3)), e, 1e-4, 1e-4, "cuda")
+    assert "on cpu, but the inputs were on cuda" in compare_values(
+        tensor(torch.zeros(2, 3)), e, 1e-4, 1e-4, "cuda"
+    )
     nan = torch.zeros(2, 3)
     nan[0, 0] = float("nan")
     assert "NaN" in compare_values(tensor(nan), e, 1e-4, 1e-4, "cpu")
@@ -38,8 +44,15 @@ def test_shape_type_device_and_nan_failures_are_named():
 
 def test_numpy_expected_needs_numpy_output():
     e = np.zeros((2, 2))
-    assert compare_values({"__ndarray__": torch.zeros(2, 2, dtype=torch.float64)}, e, 1e-5, 1e-5, "cpu") is None
-    assert "expected a NumPy array" in compare_values(tensor(torch.zeros(2, 2)), e, 1e-5, 1e-5, "cpu")
+    assert (
+        compare_values(
+            {"__ndarray__": torch.zeros(2, 2, dtype=torch.float64)}, e, 1e-5, 1e-5, "cpu"
+        )
+        is None
+    )
+    assert "expected a NumPy array" in compare_values(
+        tensor(torch.zeros(2, 2)), e, 1e-5, 1e-5, "cpu"
+    )
 
 
 def test_numbers_and_structures():
@@ -47,12 +60,18 @@ def test_numbers_and_structures():
     assert "expected an int" in compare_values(7.0, 7, 0, 0, "cpu")
     assert "expected an int" in compare_values(True, 1, 0, 0, "cpu")
     assert compare_values(True, True, 0, 0, "cpu") is None
-    grads = {"value": torch.ones(2, dtype=torch.float64), "grads": [torch.ones(2, dtype=torch.float64)]}
+    grads = {
+        "value": torch.ones(2, dtype=torch.float64),
+        "grads": [torch.ones(2, dtype=torch.float64)],
+    }
     ok = {"value": tensor(torch.ones(2)), "grads": [tensor(torch.ones(2))]}
     assert compare_values(ok, grads, 1e-4, 1e-4, "cpu") is None
     bad = {"value": tensor(torch.ones(2)), "grads": [tensor(torch.zeros(2))]}
     assert compare_values(bad, grads, 1e-4, 1e-4, "cpu").startswith("gradient[0]")
-    missing = {"value": tensor(torch.ones(2)), "grads": "the output does not depend on the inputs through autograd"}
+    missing = {
+        "value": tensor(torch.ones(2)),
+        "grads": "the output does not depend on the inputs through autograd",
+    }
     assert "autograd" in compare_values(missing, grads, 1e-4, 1e-4, "cpu")
 
 

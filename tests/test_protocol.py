@@ -17,11 +17,16 @@ class Exploit:
 
 
 def test_round_trip_through_a_pipe():
-    message = {"type": "probe_result", "payload": {"value": torch.arange(6.0).view(2, 3), "ok": True, "ops": ["add"]}}
+    message = {
+        "type": "probe_result",
+        "payload": {"value": torch.arange(6.0).view(2, 3), "ok": True, "ops": ["add"]},
+    }
     read_end, write_end = os.pipe()
     write_frame(write_end, encode(message))
     back = decode(read_frame(read_end))
-    assert torch.equal(back["payload"]["value"], message["payload"]["value"]) and back["payload"]["ops"] == ["add"]
+    assert torch.equal(back["payload"]["value"], message["payload"]["value"]) and back["payload"][
+        "ops"
+    ] == ["add"]
 
 
 def test_pickled_code_is_refused():

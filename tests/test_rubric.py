@@ -13,8 +13,18 @@ VALID = {
     "setup_cells": ["setup"],
     "forbidden": {"names": ["torch.nn.functional.conv2d"], "ops": ["*conv*"]},
     "parts": [
-        {"id": "f", "checks": [{"id": "f_a", "points": 2, "description": "a"}, {"id": "f_b", "points": 1, "description": "b"}]},
-        {"id": "g", "from_scratch": True, "checks": [{"id": "g_a", "points": 3, "description": "c", "rtol": 0, "atol": 0}]},
+        {
+            "id": "f",
+            "checks": [
+                {"id": "f_a", "points": 2, "description": "a"},
+                {"id": "f_b", "points": 1, "description": "b"},
+            ],
+        },
+        {
+            "id": "g",
+            "from_scratch": True,
+            "checks": [{"id": "g_a", "points": 3, "description": "c", "rtol": 0, "atol": 0}],
+        },
     ],
 }
 

@@ -30,7 +30,10 @@ def test_forbidden_apis_are_found_through_aliases(source):
 @pytest.mark.parametrize(
     ("source", "name"),
     [
-        ("import torch.nn.functional as F\nf = getattr(F, 'conv' + '2d')\n", "getattr with a computed name"),
+        (
+            "import torch.nn.functional as F\nf = getattr(F, 'conv' + '2d')\n",
+            "getattr with a computed name",
+        ),
         ("import torch.nn.functional as F\nf = getattr(F, 'conv2d')\n", "getattr(..., 'conv2d')"),
         ("import importlib\nF = importlib.import_module('torch.nn.functional')\n", "importlib"),
         ("F = __import__('torch.nn.functional')\n", "__import__"),
@@ -38,7 +41,10 @@ def test_forbidden_apis_are_found_through_aliases(source):
         ("import torch\nop = torch._C._nn\n", "torch._C"),
         ("y = eval('1 + 1')\n", "eval"),
         ("import sys\nm = sys.modules['torch']\n", "sys.modules"),
-        ("from torch.utils._python_dispatch import TorchDispatchMode\n", "torch.utils._python_dispatch"),
+        (
+            "from torch.utils._python_dispatch import TorchDispatchMode\n",
+            "torch.utils._python_dispatch",
+        ),
     ],
 )
 def test_escape_hatches_are_reported(source, name):
@@ -55,7 +61,9 @@ def test_clean_solution_code_has_no_findings(course):
 
 
 def test_model_eval_and_strings_are_not_false_alarms():
-    source = "def f(model, x):\n    model.eval()\n    name = 'conv2d'\n    return x.unfold(2, 3, 1)\n"
+    source = (
+        "def f(model, x):\n    model.eval()\n    name = 'conv2d'\n    return x.unfold(2, 3, 1)\n"
+    )
     assert scan("cell", source, FORBIDDEN) == []
 
 
