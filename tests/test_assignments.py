@@ -116,3 +116,20 @@ def test_source_notebook_runs_top_to_bottom_in_smoke_mode(course, assignment, tm
     assert not errors
     figures = [o for c in cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert figures, "the notebook draws at least one figure"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_solution_scores_full_marks_on_cuda(course, sandbox_info, assignment):
+    from autograder.grader import AssignmentGrader
+    from autograder.sandbox import Worker
+
+    grader = AssignmentGrader(course, assignment, "cuda")
+    worker = Worker(90, "cuda", grader.rubric.limits, sandbox_info)
+    worker.start()
+    try:
+        result = grader.grade(worker, course.source_notebook(assignment).read_bytes(), "solution")
+    finally:
+        worker.kill()
+    assert result.device == "cuda"
+    assert result.score == result.max_score, [(t.check, t.output) for t in result.tests if not t.passed]

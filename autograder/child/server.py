@@ -125,6 +125,12 @@ def child_main(job: dict, out_fd: int, workdir: str, own_uid_isolated: bool) -> 
     sys.path.insert(0, workdir)  # the course helper module sits beside the notebook
     apply_limits(job["limits"], job["device"], own_uid_isolated)
     torch.set_num_threads(int(job.get("threads", 1)))
+    if job["device"] == "cuda":  # compare in IEEE float32: no TF32 in matmuls or convolutions
+        if hasattr(torch.backends, "fp32_precision"):
+            torch.backends.fp32_precision = "ieee"
+        else:
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
 
     def send(message: dict) -> None:
         write_frame(out_fd, encode(message))
