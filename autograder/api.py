@@ -1,45 +1,21 @@
-"""The library API behind the command line. Keyword-only arguments hold the defaults."""
+"""The library API behind the command line.
+
+Each function's keyword-only signature, in the module that implements it, is the
+single source of its defaults; this module only gathers them.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from autograder.batch import BatchSummary, grade_batch
+from autograder.batch import BatchSummary
+from autograder.batch import grade_batch as grade
+from autograder.bench import format_figures as format_bench
+from autograder.bench import run_bench as bench
 from autograder.course import Course
-from autograder.release import release as _release
+from autograder.release import release
 
-
-def release(assignments: list[str] | None = None, *, course: Course | None = None) -> list[Path]:
-    """Generate ``release/<id>/`` from ``source/<id>/`` for the given (or all) assignments."""
-    return _release(assignments, course=course)
-
-
-def grade(
-    assignment: str,
-    submissions: str | Path,
-    out: str | Path,
-    *,
-    workers: int = 2,
-    device: str = "auto",
-    gradebook: str | None = None,
-    force: bool = False,
-    sandbox: str = "auto",
-    progress: bool = True,
-    course: Course | None = None,
-) -> BatchSummary:
-    """Grade a batch; writes results.json and feedback.html per student, report.html, grades.csv."""
-    return grade_batch(
-        assignment,
-        submissions,
-        out,
-        workers=workers,
-        device=device,
-        gradebook=gradebook,
-        force=force,
-        sandbox=sandbox,
-        progress=progress,
-        course=course,
-    )
+__all__ = ["bench", "demo", "format_bench", "format_summary", "grade", "release"]
 
 
 def demo(
@@ -55,38 +31,6 @@ def demo(
     return run_demo(
         Path(out), assignments=assignments, workers=workers, course=course or Course.here()
     )
-
-
-def bench(
-    assignment: str = "m06_02_convolution",
-    *,
-    sizes: tuple[int, ...] = (20, 100, 400),
-    baseline_size: int = 20,
-    workers: int = 2,
-    worker_counts: tuple[int, ...] = (1, 2),
-    worker_size: int = 40,
-    out: str | Path = "bench",
-    course: Course | None = None,
-) -> dict:
-    """Benchmark this grader against ``nbgrader autograde``; see :mod:`autograder.bench`."""
-    from autograder.bench import run_bench
-
-    return run_bench(
-        assignment,
-        sizes=sizes,
-        baseline_size=baseline_size,
-        workers=workers,
-        worker_counts=worker_counts,
-        worker_size=worker_size,
-        out=Path(out),
-        course=course,
-    )
-
-
-def format_bench(figures: dict) -> str:
-    from autograder.bench import format_figures
-
-    return format_figures(figures)
 
 
 def format_summary(summary: BatchSummary) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from autograder import api
 
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
                 worker_counts=_ints(args.worker_counts),
                 worker_size=args.worker_size,
-                out=args.out,
+                out=Path(args.out),
             )
             print(api.format_bench(figures))
             print(f"figures: {args.out}/bench.json, plot: {args.out}/bench.png")
