@@ -39,7 +39,12 @@ from autograder.rubric import Limits
 
 CHILD_DIR = Path(__file__).resolve().parent / "child"
 SANDBOX_CHILD_DIR = "/opt/grader"
-BASE_UID = 61000
+BASE_UID = 61000  # workers run as BASE_UID + a slot unique to this process and worker
+
+
+def sandbox_uid(index: int) -> int:
+    """A uid no other live worker uses, so each worker's process limit is its own."""
+    return BASE_UID + (os.getpid() % 1024) * 64 + index % 64
 ETC_FILES = (
     "ld.so.cache",
     "ld.so.conf",
@@ -133,7 +138,7 @@ def bwrap_command(index: int, device: str, limits: Limits) -> list[str]:
     server = [sys.executable, "-I", f"{SANDBOX_CHILD_DIR}/server.py", "--pidns"]
     if privileged:
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-        server += ["--drop-uid", str(BASE_UID + index)]
+        server += ["--drop-uid", str(sandbox_uid(index))]
     return args + ["--", *server]
 
 
