@@ -109,7 +109,9 @@ def robust_accuracy(
     return correct / len(x)
 
 
-def transfer_rate(target_model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor) -> float:
+def transfer_rate(
+    target_model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor
+) -> float:
     """Of the examples ``target_model`` classifies correctly when clean, the fraction it gets
     wrong on ``x_adv``; 0.0 when it gets none right."""
     clean_correct = predict(target_model, x) == y

@@ -49,7 +49,9 @@ def total_variation_loss(image: torch.Tensor) -> torch.Tensor:
     return vertical.pow(2).mean() + horizontal.pow(2).mean()
 
 
-def extract_features(model: nn.Sequential, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
+def extract_features(
+    model: nn.Sequential, x: torch.Tensor, layers: Sequence[int]
+) -> list[torch.Tensor]:
     """Outputs of ``model[i]`` for each ``i`` in ``layers`` (in that order), copied so that a
     later in-place layer cannot overwrite them."""
     wanted = set(layers)
@@ -84,7 +86,9 @@ def style_transfer_loss(
     )
 
 
-def style_transfer_step(model: nn.Sequential, image: torch.Tensor, lr: float, **loss_kwargs) -> torch.Tensor:
+def style_transfer_step(
+    model: nn.Sequential, image: torch.Tensor, lr: float, **loss_kwargs
+) -> torch.Tensor:
     """``clamp(image - lr * grad, 0, 1)`` with the gradient of :func:`style_transfer_loss`."""
     image = image.detach().requires_grad_(True)
     loss = style_transfer_loss(model, image, **loss_kwargs)

@@ -8,13 +8,11 @@ spec (``model_call``), in place of VGG19, with in-place ReLUs like VGG's.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import torch
 
-from autograder.child.probes import build_model
-from autograder.fixtures import Fixtures
+from autograder.fixtures import Fixtures, trusted_model
 from autograder.suite import Case, Suite, call, grad, model_call
 from solutions import style_transfer as ref
 
@@ -33,29 +31,6 @@ TINY_VGG = [
     ["conv2d", 6, 4, 1],
     ["tanh"],
 ]
-
-
-def seeded_model(fx: Fixtures, layers: list, train: bool = False) -> dict:
-    """A float64 model spec with seeded weights (fan-in scaled) and batch-norm statistics."""
-    template = build_model({"layers": layers, "dtype": "float64"}, "cpu")
-    state = {}
-    for name, value in template.state_dict().items():
-        if not value.is_floating_point():
-            state[name] = value.clone()
-        elif name.endswith("running_var"):
-            state[name] = 0.5 + fx.rand(*value.shape)
-        elif name.endswith("running_mean") or name.endswith("bias"):
-            state[name] = 0.3 * fx.randn(*value.shape)
-        elif value.dim() == 1:  # batch-norm scale
-            state[name] = 1 + 0.2 * fx.randn(*value.shape)
-        else:
-            state[name] = fx.randn(*value.shape) / math.sqrt(value[0].numel())
-    return {"layers": layers, "state": state, "dtype": "float64", "train": train}
-
-
-def trusted(spec: dict) -> torch.nn.Module:
-    """The same model, built in this process for the reference."""
-    return build_model(spec, "cpu")
 
 
 def scalar_grad_output(fx: Fixtures) -> torch.Tensor:
@@ -156,9 +131,9 @@ def tv_gradient(fx: Fixtures) -> Iterator[Case]:
 
 
 def features_case(fx: Fixtures, batch: int, layers: list[int]) -> Case:
-    spec, x = seeded_model(fx, TINY_VGG), fx.rand(batch, 3, 8, 8)
+    spec, x = fx.model_spec(TINY_VGG), fx.rand(batch, 3, 8, 8)
     with torch.no_grad():
-        expected = ref.extract_features(trusted(spec), x, layers)
+        expected = ref.extract_features(trusted_model(spec), x, layers)
     return Case(
         f"batch {batch}, layers {layers}", model_call("extract_features", spec, x, layers), expected
     )
@@ -179,8 +154,8 @@ def features_in_place(fx: Fixtures) -> Iterator[Case]:
 
 def loss_setting(fx: Fixtures, batch: int = 1, **weights) -> dict:
     """Targets from seeded content and style images, for the relu layers 1 and 6 and the last layer."""
-    spec = seeded_model(fx, TINY_VGG)
-    model = trusted(spec)
+    spec = fx.model_spec(TINY_VGG)
+    model = trusted_model(spec)
     content, style = fx.rand(batch, 3, 8, 8), fx.rand(batch, 3, 8, 8)
     style_layers = [1, 6, 9]
     with torch.no_grad():

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 
 import torch
 
-from autograder.fixtures import Fixtures
+from autograder.fixtures import Fixtures, trusted_model
 from autograder.suite import Case, Suite, model_call
-from autograder.suites.m06_08_style_transfer import seeded_model, trusted
 from solutions import adversarial as ref
 
 SUITE = Suite("m06_10_adversarial")
@@ -119,10 +118,10 @@ def fgsm_case(
     fx: Fixtures, name: str, eps: float, train: bool, compare=None, expected=None
 ) -> Case:
     layers, classes = NETWORKS[name]
-    spec = seeded_model(fx, layers, train=train)
+    spec = fx.model_spec(layers, train=train)
     x, y = batch(fx, classes)
     if expected is None:
-        expected = ref.fgsm_attack(trusted(spec), x, y, eps)
+        expected = ref.fgsm_attack(trusted_model(spec), x, y, eps)
     probe = model_call("fgsm_attack", spec, x, y, eps)
     compare = in_ball(x, eps) if compare == "ball" else compare
     return Case(f"{name} in {mode(train)} mode, eps={eps:g}", probe, expected, compare)
@@ -180,13 +179,13 @@ def pgd_case(
     expected=None,
 ) -> Case:
     layers, classes = NETWORKS[name]
-    spec = seeded_model(fx, layers, train=train)
+    spec = fx.model_spec(layers, train=train)
     x, y = batch(fx, classes)
     kwargs = {}
     if start:
         kwargs["init"] = (x + eps * (2 * fx.rand(*x.shape) - 1)).clamp(0, 1)
     if expected is None:
-        expected = ref.pgd_attack(trusted(spec), x, y, eps, alpha, steps, **kwargs)
+        expected = ref.pgd_attack(trusted_model(spec), x, y, eps, alpha, steps, **kwargs)
     probe = model_call("pgd_attack", spec, x, y, eps, alpha, steps, **kwargs)
     compare = in_ball(x, eps) if compare == "ball" else compare
     label = f"{name} in {mode(train)} mode, eps={eps:g}, alpha={alpha:g}, steps={steps}" + (
@@ -262,10 +261,12 @@ def pgd_model_untouched(fx: Fixtures) -> Iterator[Case]:
 def adv_loss_case(
     fx: Fixtures, eps: float, alpha: float, steps: int, compare=None, expected=None
 ) -> Case:
-    spec = seeded_model(fx, BN_CNN, train=True)
+    spec = fx.model_spec(BN_CNN, train=True)
     x, y = batch(fx, 5, size=8)
     if expected is None:
-        expected = ref.adversarial_training_loss(trusted(spec), x, y, eps, alpha, steps).detach()
+        expected = ref.adversarial_training_loss(
+            trusted_model(spec), x, y, eps, alpha, steps
+        ).detach()
     probe = model_call("adversarial_training_loss", spec, x, y, eps, alpha, steps)
     return Case(
         f"batch-norm CNN in train mode, eps={eps:g}, alpha={alpha:g}, steps={steps}",
@@ -297,14 +298,14 @@ def labelled(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images and labels that the model (in eval mode) gets right except for the first ``wrong``."""
     x = fx.rand(size, 3, 8, 8)
-    y = ref.predict(trusted(spec), x)
+    y = ref.predict(trusted_model(spec), x)
     y[:wrong] = (y[:wrong] + 1 + fx.randint(0, classes - 1, wrong)) % classes
     return x, y
 
 
 @SUITE.check("robust_accuracy_values")
 def robust_accuracy_values(fx: Fixtures) -> Iterator[Case]:
-    spec = seeded_model(fx, CNN, train=True)
+    spec = fx.model_spec(CNN, train=True)
     x, y = labelled(fx, spec, 24, 5, wrong=6)
     for eps, alpha, steps, batch_size in [
         (0.0, 0.01, 3, 10),
@@ -312,7 +313,7 @@ def robust_accuracy_values(fx: Fixtures) -> Iterator[Case]:
         (0.05, 0.02, 3, 10),
         (0.2, 0.05, 5, 7),
     ]:
-        expected = ref.robust_accuracy(trusted(spec), x, y, eps, alpha, steps, batch_size)
+        expected = ref.robust_accuracy(trusted_model(spec), x, y, eps, alpha, steps, batch_size)
         probe = model_call("robust_accuracy", spec, x, y, eps, alpha, steps, batch_size)
         label = f"CNN in train mode, 24 images, eps={eps:g}, alpha={alpha:g}, steps={steps}, batch_size={batch_size}"
         yield Case(label, probe, float(expected))
@@ -320,7 +321,7 @@ def robust_accuracy_values(fx: Fixtures) -> Iterator[Case]:
 
 @SUITE.check("robust_accuracy_mode")
 def robust_accuracy_mode(fx: Fixtures) -> Iterator[Case]:
-    spec = seeded_model(fx, CNN, train=True)
+    spec = fx.model_spec(CNN, train=True)
     x, y = labelled(fx, spec, 12, 5, wrong=3)
     probe = model_call("robust_accuracy", spec, x, y, 0.05, 0.02, 2, 5)
     yield Case("CNN in train mode", probe, {"model_training": True}, mode_restored)
@@ -329,10 +330,10 @@ def robust_accuracy_mode(fx: Fixtures) -> Iterator[Case]:
 @SUITE.check("transfer_rate_values")
 def transfer_rate_values(fx: Fixtures) -> Iterator[Case]:
     for train, wrong in [(True, 4), (False, 0), (True, 16)]:
-        target = seeded_model(fx, CNN, train=train)
-        source = trusted(seeded_model(fx, AVG_CNN))
+        target = fx.model_spec(CNN, train=train)
+        source = trusted_model(fx.model_spec(AVG_CNN))
         x, y = labelled(fx, target, 16, 5, wrong=wrong)
         x_adv = ref.pgd_attack(source, x, fx.randint(0, 3, 16), 0.3, 0.1, 5)
-        expected = ref.transfer_rate(trusted(target), x, x_adv, y)
+        expected = ref.transfer_rate(trusted_model(target), x, x_adv, y)
         label = f"target CNN in {mode(train)} mode, {16 - wrong} of 16 clean images correct"
         yield Case(label, model_call("transfer_rate", target, x, x_adv, y), float(expected))
