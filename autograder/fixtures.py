@@ -41,23 +41,53 @@ class Fixtures:
     def numpy_rng(self) -> np.random.Generator:
         return np.random.default_rng(zlib.crc32(self.key.encode()))
 
+    def parameter(self, name: str, shape: torch.Size) -> torch.Tensor:
+        """A seeded value for a parameter or buffer named ``name``: fan-in scaled
+        kernels, small biases, batch-norm scales near 1 and varied running statistics."""
+        if name.endswith("running_var"):
+            return 0.5 + self.rand(*shape)
+        if name.endswith("running_mean") or name.endswith("bias"):
+            return 0.3 * self.randn(*shape)
+        if len(shape) == 1:  # batch-norm scale
+            return 1 + 0.2 * self.randn(*shape)
+        return self.randn(*shape) / math.sqrt(math.prod(shape[1:]))
+
     def model_spec(self, layers: list, train: bool = False) -> dict:
-        """A float64 model spec for the ``model_call`` probe, with seeded weights
-        (fan-in scaled) and batch-norm statistics; build it here with :func:`trusted_model`."""
+        """A float64 model spec for the ``model_call`` probe with seeded weights;
+        build the same model here with :func:`trusted_model`."""
         template = build_model({"layers": layers, "dtype": "float64"}, "cpu")
-        state = {}
-        for name, value in template.state_dict().items():
-            if not value.is_floating_point():
-                state[name] = value.clone()
-            elif name.endswith("running_var"):
-                state[name] = 0.5 + self.rand(*value.shape)
-            elif name.endswith("running_mean") or name.endswith("bias"):
-                state[name] = 0.3 * self.randn(*value.shape)
-            elif value.dim() == 1:  # batch-norm scale
-                state[name] = 1 + 0.2 * self.randn(*value.shape)
-            else:
-                state[name] = self.randn(*value.shape) / math.sqrt(value[0].numel())
+        state = {
+            name: value.clone()
+            if not value.is_floating_point()
+            else self.parameter(name, value.shape)
+            for name, value in template.state_dict().items()
+        }
         return {"layers": layers, "state": state, "dtype": "float64", "train": train}
+
+    def module_state(self, reference: torch.nn.Module) -> list[torch.Tensor]:
+        """float32 values for ``reference``'s slots in the ``module`` probe's ``ordered`` load."""
+        names = [name for name, _ in reference.named_parameters()]
+        names += [name for name, b in reference.named_buffers() if b.is_floating_point()]
+        return [
+            self.parameter(name, slot.shape).float()
+            for name, slot in zip(names, ordered_tensors(reference))
+        ]
+
+
+def ordered_tensors(model: torch.nn.Module) -> list[torch.Tensor]:
+    """Parameters, then floating buffers, in registration order (the probe's ``ordered`` load)."""
+    return [*model.parameters(), *(b for b in model.buffers() if b.is_floating_point())]
+
+
+def loaded(
+    reference: torch.nn.Module, state: list[torch.Tensor], train: bool = False
+) -> torch.nn.Module:
+    """``reference`` in float64 holding ``state`` (float32 values, widened)."""
+    reference = reference.double().train(train)
+    with torch.no_grad():
+        for slot, value in zip(ordered_tensors(reference), state, strict=True):
+            slot.copy_(value.double())
+    return reference
 
 
 def trusted_model(spec: dict) -> torch.nn.Module:

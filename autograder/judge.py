@@ -154,6 +154,30 @@ def compare_values(
     )
 
 
+def compare_structure(actual: dict, expected: dict, rtol: float, atol: float) -> str | None:
+    """Comparator for ``module`` probes: ``expected`` holds some of ``shape`` (of the
+    output), ``parameter_count`` and ``parameter_shapes``; output values are not compared."""
+    for key, wanted in expected.items():
+        what = key.replace("_", " ")
+        if key == "shape":
+            value = actual.get("value")
+            if not (isinstance(value, dict) and TENSOR_TAG in value):
+                return "the output is not a tensor"
+            shape = tuple(value[TENSOR_TAG].shape)
+            failure = (
+                None
+                if shape == tuple(wanted)
+                else f"output has shape {shape}, expected {tuple(wanted)}"
+            )
+        elif key not in actual:
+            failure = f"no {what} (did the module build?)"
+        else:
+            failure = compare_values(actual[key], wanted, rtol, atol, "cpu", what)
+        if failure:
+            return failure
+    return None
+
+
 def forbidden_ops_used(ops: list[str] | None, patterns: tuple[str, ...]) -> list[str]:
     if not ops or not patterns:
         return []

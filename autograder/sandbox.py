@@ -45,6 +45,8 @@ BASE_UID = 61000  # workers run as BASE_UID + a slot unique to this process and 
 def sandbox_uid(index: int) -> int:
     """A uid no other live worker uses, so each worker's process limit is its own."""
     return BASE_UID + (os.getpid() % 1024) * 64 + index % 64
+
+
 ETC_FILES = (
     "ld.so.cache",
     "ld.so.conf",

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from autograder.fixtures import Fixtures
+from autograder.fixtures import Fixtures, loaded
 from autograder.rubric import Rubric
 
 NDARRAY_TAG = "__ndarray__"
@@ -157,3 +157,22 @@ def module(
         "dtype": dtype,
         "train": train,
     }
+
+
+def module_case(
+    fx: Fixtures,
+    label: str,
+    cls: str,
+    reference: torch.nn.Module,
+    init_args: tuple,
+    shapes: list[tuple],
+    train: bool = False,
+) -> Case:
+    """The student's ``cls(*init_args)`` and ``reference`` with the same seeded weights
+    (``load="ordered"``), on seeded inputs; expected output in float64."""
+    state = fx.module_state(reference)
+    inputs = tuple(fx.randn(*shape).float() for shape in shapes)
+    with torch.no_grad():
+        expected = loaded(reference, state, train)(*(x.double() for x in inputs))
+    probe = module(cls, *init_args, inputs=inputs, state=state, load="ordered", train=train)
+    return Case(label, probe, expected)

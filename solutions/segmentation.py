@@ -24,7 +24,9 @@ import math
 import torch
 
 
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
+def confusion_matrix(
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255
+) -> torch.Tensor:
     """``pred, target``: int64 label maps of one shape -> ``(K, K)`` int64, ``[true, predicted]``."""
     valid = target != ignore_index
     index = num_classes * target[valid].long() + pred[valid].long()  # (M,)
@@ -36,7 +38,9 @@ def per_class_iou(confusion: torch.Tensor) -> torch.Tensor:
     confusion = confusion.double()
     true_positive = confusion.diag()
     union = confusion.sum(0) + confusion.sum(1) - true_positive
-    return torch.where(union > 0, true_positive / union.clamp(min=1), torch.full_like(union, math.nan))
+    return torch.where(
+        union > 0, true_positive / union.clamp(min=1), torch.full_like(union, math.nan)
+    )
 
 
 def mean_iou(confusion: torch.Tensor) -> float:

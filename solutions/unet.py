@@ -71,7 +71,9 @@ class DecoderBlock(nn.Module):
 class UNet(nn.Module):
     """``x: (N, C_in, H, W) -> logits (N, num_classes, H, W)`` for any ``H, W >= 2**depth``."""
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 21, base_channels: int = 64, depth: int = 4) -> None:
+    def __init__(
+        self, in_channels: int = 3, num_classes: int = 21, base_channels: int = 64, depth: int = 4
+    ) -> None:
         super().__init__()
         widths = [base_channels * 2**level for level in range(depth)]
         self.encoders = nn.ModuleList(
@@ -92,7 +94,9 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+def masked_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255
+) -> torch.Tensor:
     """Mean cross-entropy over the pixels whose target is not ``ignore_index``.
 
     ``logits: (N, C, H, W)``, ``target: (N, H, W)`` int64 -> scalar; 0 when no pixel counts.
@@ -111,7 +115,9 @@ def unet_parameter_count(in_channels: int, num_classes: int, base_channels: int,
         return 9 * c_in * c_out + 9 * c_out * c_out + 4 * c_out
 
     widths = [base_channels * 2**level for level in range(depth)]
-    total = sum(double_conv(c_in, c_out) for c_in, c_out in zip([in_channels, *widths[:-1]], widths))
+    total = sum(
+        double_conv(c_in, c_out) for c_in, c_out in zip([in_channels, *widths[:-1]], widths)
+    )
     total += double_conv(widths[-1], 2 * widths[-1])
     total += sum(4 * 2 * w * w + w + double_conv(2 * w, w) for w in widths)
     return total + widths[0] * num_classes + num_classes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -106,7 +107,9 @@ def masked_batch(seed: int, ignore: float = 0.2) -> tuple[torch.Tensor, torch.Te
 
 def test_masked_cross_entropy_matches_torch_ignore_index():
     logits, target = masked_batch(5)
-    torch.testing.assert_close(unet.masked_cross_entropy(logits, target), F.cross_entropy(logits, target, ignore_index=255))
+    torch.testing.assert_close(
+        unet.masked_cross_entropy(logits, target), F.cross_entropy(logits, target, ignore_index=255)
+    )
 
 
 def test_masked_cross_entropy_gradient_matches_torch():
@@ -122,14 +125,17 @@ def test_masked_cross_entropy_is_zero_when_everything_is_ignored():
     logits, _ = masked_batch(7)
     target = torch.full((2, 6, 7), 255)
     assert unet.masked_cross_entropy(logits, target).item() == 0.0
-    assert math.isnan(F.cross_entropy(logits, target, ignore_index=255).item())  # why the convention
+    assert math.isnan(
+        F.cross_entropy(logits, target, ignore_index=255).item()
+    )  # why the convention
 
 
 def test_masked_cross_entropy_honours_ignore_index():
     logits, target = masked_batch(8, ignore=0.0)
     target[:, :2] = -1
     torch.testing.assert_close(
-        unet.masked_cross_entropy(logits, target, ignore_index=-1), F.cross_entropy(logits, target, ignore_index=-1)
+        unet.masked_cross_entropy(logits, target, ignore_index=-1),
+        F.cross_entropy(logits, target, ignore_index=-1),
     )
 
 
@@ -140,7 +146,11 @@ def label_maps(seed: int, num_classes: int, shape=(3, 11, 13), ignore: float = 0
     g = generator(seed)
     target = torch.randint(0, num_classes, shape, generator=g)
     target[torch.rand(shape, generator=g) < ignore] = 255
-    pred = torch.where(torch.rand(shape, generator=g) < 0.6, target, torch.randint(0, num_classes, shape, generator=g))
+    pred = torch.where(
+        torch.rand(shape, generator=g) < 0.6,
+        target,
+        torch.randint(0, num_classes, shape, generator=g),
+    )
     pred[pred == 255] = 0
     return pred, target
 
@@ -166,7 +176,9 @@ def test_iou_from_confusion_equals_set_iou_of_label_maps():
         inter = ((pred == c) & (target == c) & valid).sum().item()
         union = (((pred == c) | (target == c)) & valid).sum().item()
         expected = inter / union if union else math.nan
-        assert (math.isnan(expected) and math.isnan(iou[c])) or iou[c].item() == pytest.approx(expected)
+        assert (math.isnan(expected) and math.isnan(iou[c])) or iou[c].item() == pytest.approx(
+            expected
+        )
     assert iou[3] == 0 and iou[5] == 0 and math.isnan(iou[6])
 
 
@@ -175,7 +187,11 @@ def test_hand_worked_iou_and_accuracy():
     pred = torch.tensor([0, 1, 1, 1, 2])
     confusion = seg.confusion_matrix(pred, target, 3)
     iou = seg.per_class_iou(confusion)
-    assert iou[0].item() == pytest.approx(0.5) and iou[1].item() == pytest.approx(2 / 3) and math.isnan(iou[2])
+    assert (
+        iou[0].item() == pytest.approx(0.5)
+        and iou[1].item() == pytest.approx(2 / 3)
+        and math.isnan(iou[2])
+    )
     assert seg.mean_iou(confusion) == pytest.approx((0.5 + 2 / 3) / 2)
     assert seg.pixel_accuracy(confusion) == pytest.approx(3 / 4)
 
@@ -205,7 +221,9 @@ def rectangle_masks(boxes: torch.Tensor, size: int = 20) -> torch.Tensor:
 def test_mask_iou_of_rectangles_equals_torchvision_box_iou():
     g = generator(13)
     corners = torch.randint(0, 10, (7, 2), generator=g)
-    boxes = torch.cat([corners, corners + torch.randint(1, 10, (7, 2), generator=g)], dim=1).double()
+    boxes = torch.cat(
+        [corners, corners + torch.randint(1, 10, (7, 2), generator=g)], dim=1
+    ).double()
     masks = rectangle_masks(boxes)
     torch.testing.assert_close(seg.mask_iou(masks[:3], masks[3:]), box_iou(boxes[:3], boxes[3:]))
 
@@ -239,3 +257,81 @@ def test_panoptic_quality_of_a_perfect_prediction_is_one_and_of_nothing_is_nan()
     assert seg.panoptic_quality(masks, labels, masks, labels) == {"pq": 1.0, "sq": 1.0, "rq": 1.0}
     empty = seg.panoptic_quality(masks[:0], labels[:0], masks[:0], labels[:0])
     assert all(math.isnan(v) for v in empty.values())
+
+
+# --------------------------------------------------------------------------- the VOC fixture (cnnkit)
+
+
+def load_cnnkit():
+    import importlib.util
+
+    from autograder.course import Course
+
+    spec = importlib.util.spec_from_file_location("cnnkit", Course.here().helper_module)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_voc_fixture_is_in_the_real_format_and_torchvision_reads_it(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    cnnkit = load_cnnkit()
+    monkeypatch.delenv("CNNKIT_DOWNLOAD", raising=False)
+    train = cnnkit.load_voc_segmentation("train", size=(45, 61), root=tmp_path)
+    val = cnnkit.load_voc_segmentation("val", root=tmp_path)
+    assert "synthetic fixture" in capsys.readouterr().out
+    assert len(train) == 64 and len(val) == 24
+    image, mask = train[0]
+    assert image.shape == (3, 45, 61) and image.dtype == torch.float32
+    assert mask.shape == (45, 61) and mask.dtype == torch.int64
+    png = Image.open(val.targets[0])
+    assert (
+        png.mode == "P"
+        and png.getpalette()[: 3 * 16] == cnnkit.voc_palette()[:16].flatten().tolist()
+    )
+    labels = set().union(*(set(val[i][1].unique().tolist()) for i in range(len(val))))
+    assert labels == {0, 255} | set(cnnkit.VOC_FIXTURE_OBJECTS), (
+        "background, the four classes, void"
+    )
+    assert any(s % 16 for i in range(4) for s in val[i][0].shape[1:]), (
+        "sizes that are not multiples of 16"
+    )
+
+
+def test_voc_palette_has_the_known_colours():
+    palette = load_cnnkit().voc_palette()
+    assert palette[1].tolist() == [128, 0, 0] and palette[15].tolist() == [192, 128, 128]
+    assert palette[255].tolist() == [224, 224, 192]
+
+
+def test_voc_fixture_is_deterministic_and_instances_match_classes(tmp_path):
+    from PIL import Image
+    from torchvision.datasets import VOCSegmentation
+
+    cnnkit = load_cnnkit()
+    a = cnnkit.write_voc_fixture(tmp_path / "a", train_size=3, val_size=2)
+    b = cnnkit.write_voc_fixture(tmp_path / "b", train_size=3, val_size=2)
+    name = "SegmentationClass/2012_000004.png"
+    assert (a / name).read_bytes() == (b / name).read_bytes()
+    dataset = VOCSegmentation(str(tmp_path / "a"), year="2012", image_set="val")
+    for index in range(len(dataset)):
+        classes = np.array(Image.open(dataset.targets[index]))
+        masks, labels = cnnkit.voc_instances(dataset, index)
+        assert masks.shape[1:] == classes.shape and masks.sum(0).max() <= 1, (
+            "instances do not overlap"
+        )
+        for mask, label in zip(masks, labels):
+            assert (classes[mask.numpy()] == label.item()).all()
+
+
+def test_load_ordered_follows_the_graders_convention():
+    from autograder.child.probes import _load_ordered
+
+    cnnkit = load_cnnkit()
+    source = cnnkit.randomize_(unet.DecoderBlock(6, 3), seed=1)
+    mine, graders = unet.DecoderBlock(6, 3), unet.DecoderBlock(6, 3)
+    cnnkit.load_ordered(mine, cnnkit.ordered_tensors(source))
+    _load_ordered(graders, cnnkit.ordered_tensors(source))
+    for x, y in zip(mine.state_dict().values(), graders.state_dict().values()):
+        torch.testing.assert_close(x, y)

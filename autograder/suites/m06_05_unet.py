@@ -3,100 +3,20 @@
 The student's modules are built in the sandbox and receive seeded float32 weights
 in registration order (``load="ordered"``: parameters, then floating buffers), the
 convention the notebook states; the reference gets the same values in float64.
-The module helpers here are shared with the m06_07_segmentation suite.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import torch
-from torch import nn
 
 from autograder.fixtures import Fixtures
-from autograder.judge import TENSOR_TAG, compare_values
-from autograder.suite import Case, Suite, call, grad, module
+from autograder.judge import compare_structure
+from autograder.suite import Case, Suite, call, grad, module, module_case
 from solutions import unet as ref
 
 SUITE = Suite("m06_05_unet")
-
-
-# --------------------------------------------------------------------------- module helpers
-
-
-def ordered_tensors(model: nn.Module) -> list[torch.Tensor]:
-    """Parameters, then floating buffers, in registration order (the probe's ``ordered`` load)."""
-    return [*model.parameters(), *(b for b in model.buffers() if b.is_floating_point())]
-
-
-def seeded_state(fx: Fixtures, reference: nn.Module) -> list[torch.Tensor]:
-    """float32 tensors for ``reference``'s ordered slots: fan-in scaled kernels, varied BN stats."""
-    names = [name for name, _ in reference.named_parameters()]
-    names += [name for name, b in reference.named_buffers() if b.is_floating_point()]
-    state = []
-    for name, slot in zip(names, ordered_tensors(reference)):
-        if name.endswith("running_var"):
-            value = 0.5 + fx.rand(*slot.shape)
-        elif name.endswith("running_mean") or name.endswith("bias"):
-            value = 0.3 * fx.randn(*slot.shape)
-        elif slot.dim() == 1:  # BatchNorm scale
-            value = 1 + 0.2 * fx.randn(*slot.shape)
-        else:
-            value = fx.randn(*slot.shape) / math.sqrt(slot[0].numel())
-        state.append(value.float())
-    return state
-
-
-def loaded(reference: nn.Module, state: list[torch.Tensor], train: bool = False) -> nn.Module:
-    """``reference`` in float64 holding ``state`` (float32 values, widened)."""
-    reference = reference.double().train(train)
-    with torch.no_grad():
-        for slot, value in zip(ordered_tensors(reference), state, strict=True):
-            slot.copy_(value.double())
-    return reference
-
-
-def module_case(
-    fx: Fixtures,
-    label: str,
-    cls: str,
-    reference: nn.Module,
-    init_args: tuple,
-    shapes: list[tuple],
-    train: bool = False,
-) -> Case:
-    """The student's ``cls(*init_args)`` and ``reference`` with the same seeded weights, on seeded inputs."""
-    state = seeded_state(fx, reference)
-    inputs = tuple(fx.randn(*shape).float() for shape in shapes)
-    with torch.no_grad():
-        expected = loaded(reference, state, train)(*(x.double() for x in inputs))
-    probe = module(cls, *init_args, inputs=inputs, state=state, load="ordered", train=train)
-    return Case(label, probe, expected)
-
-
-def structure_matches(actual: dict, expected: dict, rtol: float, atol: float) -> str | None:
-    """Comparator for ``module`` probes: ``expected`` holds some of ``shape`` (of the output),
-    ``parameter_count`` and ``parameter_shapes``; output values are not compared."""
-    for key, wanted in expected.items():
-        what = key.replace("_", " ")
-        if key == "shape":
-            value = actual.get("value")
-            if not (isinstance(value, dict) and TENSOR_TAG in value):
-                return "the output is not a tensor"
-            shape = tuple(value[TENSOR_TAG].shape)
-            failure = (
-                None
-                if shape == tuple(wanted)
-                else f"output has shape {shape}, expected {tuple(wanted)}"
-            )
-        elif key not in actual:
-            failure = f"no {what} (did the module build?)"
-        else:
-            failure = compare_values(actual[key], wanted, rtol, atol, "cpu", what)
-        if failure:
-            return failure
-    return None
 
 
 # --------------------------------------------------------------------------- DoubleConv
@@ -111,7 +31,7 @@ def double_conv_structure(fx: Fixtures) -> Iterator[Case]:
             "parameter_shapes": [list(p.shape) for p in reference.parameters()],
         }
         label = f"DoubleConv({c_in}, {c_out}): parameter shapes in registration order"
-        yield Case(label, module("DoubleConv", c_in, c_out), expected, structure_matches)
+        yield Case(label, module("DoubleConv", c_in, c_out), expected, compare_structure)
 
 
 @SUITE.check("double_conv_eval")
@@ -192,7 +112,7 @@ def unet_output_shape(fx: Fixtures) -> Iterator[Case]:
             f"UNet{config}, x {shape}",
             module("UNet", *config, inputs=(x,)),
             expected,
-            structure_matches,
+            compare_structure,
         )
 
 
@@ -200,7 +120,7 @@ def unet_output_shape(fx: Fixtures) -> Iterator[Case]:
 def unet_parameter_count(fx: Fixtures) -> Iterator[Case]:
     for config in ((3, 21, 64, 4), (1, 2, 16, 3), (3, 5, 4, 2), (4, 3, 6, 1)):
         expected = {"parameter_count": ref.unet_parameter_count(*config)}
-        yield Case(f"UNet{config}", module("UNet", *config), expected, structure_matches)
+        yield Case(f"UNet{config}", module("UNet", *config), expected, compare_structure)
 
 
 @SUITE.check("unet_values")

@@ -53,8 +53,14 @@ def data_root() -> Path:
 
 
 def get_device(verbose: bool = True) -> torch.device:
-    """CUDA when present, else CPU. TF32 is switched off so results match float32 references."""
+    """CUDA when present, else CPU. TF32 is switched off so results match float32 references.
+
+    In smoke mode torch uses one CPU thread: tiny workloads run steadier that way on a
+    shared machine (CI) than with threads competing for the cores.
+    """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if smoke_mode():
+        torch.set_num_threads(1)
     if device.type == "cuda":
         if hasattr(torch.backends, "fp32_precision"):
             torch.backends.fp32_precision = "ieee"
