@@ -132,4 +132,6 @@ def test_solution_scores_full_marks_on_cuda(course, sandbox_info, assignment):
     finally:
         worker.kill()
     assert result.device == "cuda"
-    assert result.score == result.max_score, [(t.check, t.output) for t in result.tests if not t.passed]
+    assert result.score == result.max_score, [
+        (t.check, t.output) for t in result.tests if not t.passed
+    ]
