@@ -245,6 +245,24 @@ class Worker:
     def send(self, message: dict) -> None:
         write_frame(self.process.stdin.fileno(), encode(message))
 
+    def interrupt(self, job_id: int, timeout: float = 3.0) -> dict | None:
+        """Ask the server to kill a job's child; its exit message once the server confirms.
+
+        The server stays warm, so a hung check costs a new fork, not a new sandbox.
+        """
+        try:
+            self.send({"type": "kill", "job": job_id})
+            deadline = time.monotonic() + timeout
+            while (remaining := deadline - time.monotonic()) > 0:
+                message = self.receive(remaining)
+                if message is None:
+                    return None
+                if message.get("type") == "exit" and message.get("job") == job_id:
+                    return message
+        except (EOFError, FrameError, OSError, ValueError):
+            pass
+        return None
+
     def kill(self) -> None:
         if self.process is not None:
             try:
@@ -369,15 +387,18 @@ def _run_job(worker: Worker, job: dict, outcome: Execution, budget_end: float):
             wait = min(deadline, budget_end) - now
             message = worker.receive(wait) if wait > 0 else None
             if message is None:
-                worker.kill()
                 if finished:
+                    worker.kill()
                     return current, "", True
                 if budget_end <= time.monotonic():
-                    return (
-                        current,
-                        f"submission time limit ({limits.submission_seconds:.0f} s) exceeded",
-                        False,
+                    limit_text = (
+                        f"submission time limit ({limits.submission_seconds:.0f} s) exceeded"
                     )
+                ended = worker.interrupt(job["id"])
+                if ended is None:
+                    worker.kill()
+                else:
+                    outcome.output_tail = str(ended.get("output_tail", ""))[-2000:]
                 return current, limit_text, False
             kind = message.get("type")
             if kind == "exit" and message.get("job") == job["id"]:

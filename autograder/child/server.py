@@ -236,28 +236,48 @@ class Server:
         self.send({"type": "exit", "job": job["id"], "status": status, "output_tail": tail})
 
     def relay(self, job_id: int, fd: int, pid: int) -> str:
-        """Forward the child's frames until it exits; return how it ended."""
+        """Forward the child's frames until it exits; return how it ended.
+
+        Meanwhile the parent may ask (on stdin) to kill the child: a hung check then
+        costs a fork, not a new sandbox.
+        """
         buffer = bytearray()
+        watch = [fd, 0]
         while True:
-            ready, _, _ = select.select([fd], [], [], 0.05)
-            if ready:
+            ready, _, _ = select.select(watch, [], [], 0.05)
+            if 0 in ready:
+                self.handle_control(job_id, pid)
+            if fd in ready:
                 chunk = os.read(fd, 1 << 20)
-                if not chunk:  # every writer closed the pipe: the child is ending
-                    return describe_status(os.waitpid(pid, 0)[1])
-                buffer += chunk
-                if not self.forward(job_id, buffer):
-                    os.kill(pid, signal.SIGKILL)
-                continue
+                if chunk:
+                    buffer += chunk
+                    if not self.forward(job_id, buffer):
+                        kill_tree(pid)
+                    continue
+                watch = [0]  # every writer closed the pipe: the child is ending
             done, raw = os.waitpid(pid, os.WNOHANG)
-            if done:  # exited while something it left behind still holds the pipe
-                deadline = time.monotonic() + 0.2
-                while time.monotonic() < deadline and select.select([fd], [], [], 0.05)[0]:
+            if done:
+                deadline = time.monotonic() + 0.2  # drain what it (or what it left) wrote last
+                while (
+                    fd in watch
+                    and time.monotonic() < deadline
+                    and select.select([fd], [], [], 0.05)[0]
+                ):
                     chunk = os.read(fd, 1 << 20)
                     if not chunk:
                         break
                     buffer += chunk
                     self.forward(job_id, buffer)
                 return describe_status(raw)
+
+    def handle_control(self, job_id: int, pid: int) -> None:
+        try:
+            message = decode(read_frame(0))
+        except (EOFError, FrameError):  # the parent is gone: end everything
+            kill_tree(pid)
+            os._exit(0)
+        if message.get("type") == "kill" and message.get("job") == job_id:
+            kill_tree(pid)
 
     def forward(self, job_id: int, buffer: bytearray) -> bool:
         while len(buffer) >= HEADER.size:
@@ -303,6 +323,14 @@ class Server:
                 except ChildProcessError:
                     pass
             time.sleep(0.01)
+
+
+def kill_tree(pid: int) -> None:
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def describe_status(raw: int) -> str:
