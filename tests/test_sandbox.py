@@ -60,7 +60,9 @@ def test_a_hanging_check_costs_only_itself(worker):
     out = run(worker, cells, [call("ok", 1), call("hang", 1, wall_seconds=1), call("ok", 2)])
     assert out.results[0]["value"] == 2 and out.results[2]["value"] == 3
     assert "time limit (1 s) exceeded" in out.results[1]["error"]
-    assert worker.restarts == restarts, "the warm server killed the child; no new sandbox was needed"
+    assert worker.restarts == restarts, (
+        "the warm server killed the child; no new sandbox was needed"
+    )
 
 
 def test_exiting_the_process_costs_only_that_cell(worker):
