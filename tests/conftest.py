@@ -27,6 +27,16 @@ def course() -> Course:
     return COURSE
 
 
+def load_cnnkit():
+    """The shared notebook helper module, imported from source/ as notebooks import it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cnnkit", COURSE.helper_module)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def sandbox_info() -> SandboxInfo:
     return check_bubblewrap()

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
 
 import numpy as np
 import torch
-
-from autograder.course import Course
-
-
-def load_cnnkit():
-    spec = importlib.util.spec_from_file_location("cnnkit", Course.here().helper_module)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_cnnkit
 
 
 def test_fixture_is_in_the_real_format_and_passes_the_md5_check(tmp_path, monkeypatch, capsys):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import load_cnnkit
 from torchvision.ops import box_iou
 
 from solutions import segmentation as seg
@@ -260,17 +261,6 @@ def test_panoptic_quality_of_a_perfect_prediction_is_one_and_of_nothing_is_nan()
 
 
 # --------------------------------------------------------------------------- the VOC fixture (cnnkit)
-
-
-def load_cnnkit():
-    import importlib.util
-
-    from autograder.course import Course
-
-    spec = importlib.util.spec_from_file_location("cnnkit", Course.here().helper_module)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_voc_fixture_is_in_the_real_format_and_torchvision_reads_it(tmp_path, monkeypatch, capsys):
