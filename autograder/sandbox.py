@@ -100,7 +100,7 @@ def _ro_bind(source: Path | str, dest: Path | str, made: set[str]) -> list[str]:
 
 
 def _bwrap_binds(device: str) -> list[str]:
-    made: set[str] = set()
+    made: set[str] = {"/tmp", "/proc", "/dev"}  # mounted before the binds
     args = ["--ro-bind", "/usr", "/usr"]
     for name in ("lib", "lib64", "bin", "sbin"):
         target = Path("/") / name
@@ -130,9 +130,11 @@ def bwrap_command(index: int, device: str, limits: Limits) -> list[str]:
     args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-pid"]
     args += ["--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
     args += [] if privileged else ["--unshare-user"]
-    args += _bwrap_binds(device)
+    # The private /tmp comes first: a checkout or venv under /tmp is then bound inside it
+    # instead of being hidden by it.
     args += ["--proc", "/proc", "--dev", "/dev"]
     args += ["--size", str(limits.tmp_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp"]
+    args += _bwrap_binds(device)
     args += ["--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp"]
     args += ["--setenv", "PATH", "/usr/bin:/bin", "--setenv", "MPLBACKEND", "Agg"]
     args += ["--setenv", "MPLCONFIGDIR", "/tmp/.mpl", "--setenv", "CNNKIT_GRADING", "1"]
