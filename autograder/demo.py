@@ -2,7 +2,8 @@
 
 The demo class shows each kind of outcome: the solution (full marks), the
 untouched release (zero), a plausible bug (loses exactly its checks), a syntax
-error in one cell (only that task lost) and a mangled file (a clear message).
+error in one cell (that task and the tasks built on it lost, the rest graded) and a
+mangled file (a clear message).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def build_demo_class(course: Course, assignment: str, submitted: Path) -> dict[s
         )
     first = rubric.parts[0].answer_cell
     notebooks["dev"] = (
-        f"a syntax error in cell '{first}' only",
+        f"a syntax error in cell '{first}': that part, and parts built on it, lose points; the rest is graded",
         edit_cell(source, first, lambda text: text + "\n    return (  # unfinished edit\n"),
     )
     notebooks["eve"] = ("a file cut off mid-save (invalid JSON)", source.read_bytes()[:1500])
