@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-TIMING_FIELDS = ("execution_time", "seconds")
+TIMING_FIELDS = ("execution_time",)  # what differs between two gradings of one submission
 
 
 @dataclass
@@ -103,9 +103,6 @@ class SubmissionResult:
             execution_time=data.get("execution_time", 0.0),
             fatal=extra.get("fatal"),
         )
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

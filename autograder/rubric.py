@@ -40,10 +40,6 @@ class Forbidden:
     names: tuple[str, ...] = ()
     ops: tuple[str, ...] = ()
 
-    @property
-    def any_op(self) -> bool:
-        return "*" in self.ops
-
 
 @dataclass(frozen=True)
 class Check:

@@ -144,7 +144,8 @@ def _nbformat3(ctx: Context) -> bytes:
     return nbformat.writes(nbformat.convert(nbformat.read(SOURCE, as_version=4), 3)).encode()
 
 
-def _wrong_assignment(ctx: Context) -> bytes:
+def foreign_notebook(ctx: Context | None = None) -> bytes:
+    """A notebook of another assignment (its one graded cell is a Gram matrix)."""
     other = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell(
         "def gram_matrix(features):\n    return features @ features.T\n"
@@ -300,7 +301,7 @@ CORPUS: list[Hostile] = [
     Hostile("invalid JSON", "broken", lambda ctx: SOURCE.read_bytes()[:-200], fatal="not valid JSON"),
     Hostile("empty file", "broken", lambda ctx: b"", fatal="empty file"),
     Hostile("nbformat 3", "broken", _nbformat3, message="nbformat 3"),
-    Hostile("notebook of another assignment", "broken", _wrong_assignment, fatal="does not belong"),
+    Hostile("notebook of another assignment", "broken", foreign_notebook, fatal="does not belong"),
     Hostile("deleted graded cell", "broken", with_notebook(_delete), loses=CONV, message="missing"),
     Hostile("duplicated graded cell", "broken", with_notebook(_duplicate), message="appears 2 times"),
     Hostile("reordered cells", "broken", with_notebook(_reorder)),

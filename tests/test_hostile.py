@@ -21,11 +21,11 @@ from hostile_corpus import ASSIGNMENT, CORPUS, SOURCE, Context
 from autograder.batch import grade_batch
 from autograder.gradebook import open_gradebook
 from autograder.mutants import apply_mutant, load_mutants
+from autograder.results import TIMING_FIELDS
 from autograder.rubric import load_rubric
 
 RUBRIC = load_rubric(Path(__file__).resolve().parent.parent / "rubrics" / f"{ASSIGNMENT}.yaml")
 HONEST = ["aaa_honest", "honest_a", "zzz_honest"]  # sorted first, middle and last in the batch
-TIMING = ("execution_time",)
 
 
 def student_of(index: int) -> str:
@@ -140,7 +140,7 @@ def test_no_network_connection_is_made(hostile_batch, sandbox_info):
 
 def _timeless(path: Path) -> dict:
     data = json.loads(path.read_text())
-    for key in TIMING:
+    for key in TIMING_FIELDS:
         data.pop(key, None)
     return data
 

@@ -6,6 +6,7 @@ import json
 
 import nbformat
 import pytest
+from hostile_corpus import foreign_notebook
 
 from autograder.notebook import (
     NotebookError,
@@ -125,18 +126,8 @@ def test_changed_locked_cell_is_restored_from_source(context):
 
 def test_notebook_of_another_assignment_is_refused(context):
     rubric, source, _ = context
-    other = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("def gram_matrix(x):\n    return x\n")
-    cell.metadata["nbgrader"] = {
-        "grade_id": "gram_matrix",
-        "solution": True,
-        "grade": False,
-        "locked": False,
-        "schema_version": 3,
-    }
-    other.cells.append(cell)
     with pytest.raises(NotebookError, match="does not belong to m06_02_convolution"):
-        extract_answers(nbformat.writes(other).encode(), rubric, source)
+        extract_answers(foreign_notebook(), rubric, source)
 
 
 def test_nbformat3_is_converted(context):

@@ -23,10 +23,6 @@ OPAQUE_TAG = "__type__"
 MAX_DEPTH = 8
 
 
-class ProbeError(Exception):
-    """The probe could not call the student's code as asked (not the student's fault)."""
-
-
 # --------------------------------------------------------------------------- values
 
 
