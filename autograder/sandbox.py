@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from autograder.child.protocol import (
@@ -332,7 +332,7 @@ def execute(
             "skip_cells": sorted(skip),
             "probes": probes,
             "start": start,
-            "limits": _limits_dict(limits),
+            "limits": asdict(limits),
             "device": worker.device,
             "files": dict(files),
         }
@@ -369,10 +369,6 @@ def execute(
             break
     outcome.seconds = time.monotonic() - started
     return outcome
-
-
-def _limits_dict(limits: Limits) -> dict:
-    return {name: getattr(limits, name) for name in limits.__dataclass_fields__}
 
 
 def _run_job(worker: Worker, job: dict, outcome: Execution, budget_end: float):
