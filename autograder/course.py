@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 HELPER_MODULE = "cnnkit.py"
 
@@ -55,3 +58,13 @@ class Course:
         if assignment not in self.assignments():
             known = ", ".join(self.assignments()) or "none"
             raise ValueError(f"unknown assignment '{assignment}' (known: {known})")
+
+
+@functools.cache
+def load_helper() -> ModuleType:
+    """The trusted copy of the notebook helper module (``source/cnnkit.py``), for references."""
+    path = Course.here().helper_module
+    spec = importlib.util.spec_from_file_location("cnnkit_trusted", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

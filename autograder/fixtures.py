@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 import torch
 
-from autograder.child.probes import build_model
+from autograder.course import load_helper
 
 
 class Fixtures:
@@ -53,9 +53,9 @@ class Fixtures:
         return self.randn(*shape) / math.sqrt(math.prod(shape[1:]))
 
     def model_spec(self, layers: list, train: bool = False) -> dict:
-        """A float64 model spec for the ``model_call`` probe with seeded weights;
-        build the same model here with :func:`trusted_model`."""
-        template = build_model({"layers": layers, "dtype": "float64"}, "cpu")
+        """A float64 model spec with seeded weights: ``cnnkit.build_model(spec)`` builds it
+        in the sandbox, :func:`trusted_model` here."""
+        template = load_helper().build_model({"layers": layers, "dtype": "float64"})
         state = {
             name: value.clone()
             if not value.is_floating_point()
@@ -65,7 +65,7 @@ class Fixtures:
         return {"layers": layers, "state": state, "dtype": "float64", "train": train}
 
     def module_state(self, reference: torch.nn.Module) -> list[torch.Tensor]:
-        """float32 values for ``reference``'s slots in the ``module`` probe's ``ordered`` load."""
+        """float32 values for ``reference``'s slots in ``cnnkit.load_ordered`` order."""
         names = [name for name, _ in reference.named_parameters()]
         names += [name for name, b in reference.named_buffers() if b.is_floating_point()]
         return [
@@ -75,7 +75,7 @@ class Fixtures:
 
 
 def ordered_tensors(model: torch.nn.Module) -> list[torch.Tensor]:
-    """Parameters, then floating buffers, in registration order (the probe's ``ordered`` load)."""
+    """Parameters, then floating buffers, in registration order (``cnnkit.load_ordered``)."""
     return [*model.parameters(), *(b for b in model.buffers() if b.is_floating_point())]
 
 
@@ -91,5 +91,6 @@ def loaded(
 
 
 def trusted_model(spec: dict) -> torch.nn.Module:
-    """The model a spec describes, built in the trusted process for the reference."""
-    return build_model(spec, "cpu")
+    """The model a spec describes, built in the trusted process for the reference
+    (the sandbox builds it with the released ``cnnkit.build_model``)."""
+    return load_helper().build_model(spec)

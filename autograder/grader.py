@@ -1,22 +1,42 @@
-"""Grading one submission: parse, scan, run in the sandbox, judge.
+"""One assignment's grading context: rubric, source cells, helper files, and scoring.
 
-:class:`AssignmentGrader` does the per-assignment work once (rubric, source
-cells, hidden-suite cases and their references) and then grades any number of
-submissions with it.
+:class:`AssignmentGrader` reads what every submission of an assignment shares
+once; for each submission it builds the program the sandbox runs, decides the
+from-scratch rule by static analysis, and turns the hidden tests' case
+outcomes into a :class:`SubmissionResult`. The hidden tests themselves run in
+the pytest plugin (``autograder/pytest_plugin.py``).
 """
 
 from __future__ import annotations
 
-import hashlib
+from dataclasses import dataclass
 
+from autograder.checks import summarize
 from autograder.course import Course
-from autograder.judge import judge
-from autograder.notebook import NotebookError, build_program, extract_answers, read_source
+from autograder.notebook import Answers, Cell, build_program, extract_answers, read_source
 from autograder.results import SubmissionResult, TestResult
 from autograder.rubric import Rubric, load_rubric
-from autograder.sandbox import Worker, execute
-from autograder.staticcheck import Finding, scan
-from autograder.suite import load_suite
+from autograder.staticcheck import Finding, analyze
+
+
+@dataclass
+class CaseOutcome:
+    """One parametrized case of a hidden test, as the judge saw it."""
+
+    check: str
+    label: str
+    passed: bool
+    message: str = ""
+    limit: bool = False  # a time or memory limit (or a crash) ended it
+
+
+@dataclass
+class Prepared:
+    """A submission ready to run: its answers, the cells to execute, the static verdicts."""
+
+    answers: Answers
+    program: list[dict]
+    findings: dict[str, list[Finding]]
 
 
 class AssignmentGrader:
@@ -26,43 +46,33 @@ class AssignmentGrader:
         self.assignment = assignment
         self.device = device
         self.rubric: Rubric = load_rubric(course.rubric_path(assignment))
-        self.source = read_source(course.source_notebook(assignment))
-        self.cases = load_suite(assignment).build(self.rubric)
-        self.probes: list[dict] = []
-        self.first_index: dict[str, int] = {}
-        for part in self.rubric.parts:
-            for check in part.checks:
-                self.first_index[check.id] = len(self.probes)
-                for number, case in enumerate(self.cases[check.id]):
-                    probe = dict(case.probe)
-                    probe["wall_seconds"] = check.wall_seconds or self.rubric.limits.check_seconds
-                    probe["trace_ops"] = part.forbidden is not None
-                    probe["seed"] = number
-                    probe["check"] = check.id
-                    self.probes.append(probe)
-
+        self.source: list[Cell] = read_source(course.source_notebook(assignment))
         # What the sandbox gets of the course: the released helper modules, sent with each job.
         release = course.release_dir / assignment
         self.files = {name: (release / name).read_text() for name in self.rubric.files}
 
-    def findings(self, cells: dict[str, str]) -> dict[str, list[Finding]]:
-        escapes = [
-            f for cell_id, text in cells.items() for f in scan(cell_id, text, ()) if f.escape
+    def prepare(self, raw: bytes) -> Prepared:
+        """Parse and repair a submission (raises NotebookError when it cannot be read)."""
+        answers = extract_answers(raw, self.rubric, self.source)
+        program = build_program(self.rubric, self.source, answers)
+        return Prepared(answers, program, self.findings(program))
+
+    def solution(self) -> Prepared:
+        """The source notebook as a submission: what an instructor's test run grades."""
+        return self.prepare(self.course.source_notebook(self.assignment).read_bytes())
+
+    def findings(self, program: list[dict]) -> dict[str, list[Finding]]:
+        cells = [(c["id"], c["source"], c["id"] in self.rubric.setup_cells) for c in program]
+        parts = [
+            (part.id, part.function, part.forbidden.names)
+            for part in self.rubric.parts
+            if part.forbidden is not None
         ]
-        result = {}
-        for part in self.rubric.parts:
-            if part.forbidden is None:
-                continue
-            own = [
-                f
-                for f in scan(
-                    part.answer_cell, cells.get(part.answer_cell, ""), part.forbidden.names
-                )
-                if not f.escape
-            ]
-            if own or escapes:
-                result[part.id] = own + escapes
-        return result
+        return analyze(cells, parts)
+
+    def _name(self, check_id: str) -> str:
+        check = self.rubric.check(check_id)
+        return f"{self.rubric.part(check.part).title}: {check.description}"
 
     def fatal_result(self, student: str, sha: str, message: str, sandbox: str) -> SubmissionResult:
         tests = [
@@ -83,55 +93,61 @@ class AssignmentGrader:
             fatal=message,
         )
 
-    def _name(self, check_id: str) -> str:
-        check = self.rubric.check(check_id)
-        return f"{self.rubric.part(check.part).title}: {check.description}"
-
-    def grade(self, worker: Worker, raw: bytes, student: str, job_id: int = 0) -> SubmissionResult:
-        sha = hashlib.sha256(raw).hexdigest()
-        sandbox = worker.info.description
-        try:
-            answers = extract_answers(raw, self.rubric, self.source)
-        except NotebookError as exc:
-            return self.fatal_result(student, sha, str(exc), sandbox)
-        program = build_program(self.rubric, self.source, answers)
-        execution = execute(worker, program, self.probes, self.files, job_id)
-        outcomes = judge(
-            self.rubric,
-            self.cases,
-            execution.results,
-            self.first_index,
-            execution.cell_errors,
-            answers.missing,
-            self.findings(answers.cells),
-            self.device,
-        )
-        notes = list(answers.notes) + list(execution.notes)
+    def result(
+        self,
+        student: str,
+        sha: str,
+        prepared: Prepared,
+        outcomes: list[CaseOutcome],
+        cell_errors: dict[str, str],
+        *,
+        sandbox: str,
+        notes: list[str] = (),
+        seconds: float = 0.0,
+        output_tail: str = "",
+    ) -> SubmissionResult:
+        """Score every rubric check: it passes when all of its cases passed."""
+        by_check: dict[str, list[CaseOutcome]] = {}
+        for outcome in outcomes:
+            by_check.setdefault(outcome.check, []).append(outcome)
+        tests = []
+        for part in self.rubric.parts:
+            reason = prepared.answers.missing.get(part.answer_cell)
+            if reason is None and part.answer_cell in cell_errors:
+                reason = f"cell '{part.answer_cell}' failed: {cell_errors[part.answer_cell]}"
+            for check in part.checks:
+                cases = by_check.get(check.id, [])
+                failures = [(c.label, c.message) for c in cases if not c.passed]
+                passed = bool(cases) and not failures
+                message = summarize(failures, len(cases)) if cases else "not run"
+                if not passed and reason and not message.startswith("from-scratch rule"):
+                    message = f"{reason} — {message}"
+                score = check.points if passed else 0.0
+                tests.append(
+                    TestResult(
+                        check.id,
+                        part.id,
+                        self._name(check.id),
+                        score,
+                        check.points,
+                        passed,
+                        message,
+                    )
+                )
+        all_notes = list(prepared.answers.notes) + list(notes)
         for cell_id in self.rubric.setup_cells:
-            if cell_id in execution.cell_errors:
-                notes.append(f"setup cell '{cell_id}' failed: {execution.cell_errors[cell_id]}")
-        tests = [
-            TestResult(
-                o.check.id,
-                o.check.part,
-                self._name(o.check.id),
-                o.score,
-                o.check.points,
-                o.passed,
-                o.message,
-            )
-            for o in outcomes
-        ]
+            if cell_id in cell_errors:
+                all_notes.append(f"setup cell '{cell_id}' failed: {cell_errors[cell_id]}")
         return SubmissionResult(
             assignment=self.assignment,
             student=student,
             score=sum(t.score for t in tests),
             max_score=self.rubric.total_points,
             tests=tests,
-            notes=notes,
+            notes=all_notes,
             sandbox=sandbox,
             device=self.device,
             sha256=sha,
-            execution_time=execution.seconds,
-            output_tail=execution.output_tail,
+            execution_time=seconds,
+            output_tail=output_tail,
         )

@@ -27,9 +27,9 @@ class Limits:
     processes: int = 32
     file_size_mb: int = 16
     tmp_mb: int = 256
-    cell_seconds: float = 30.0
-    check_seconds: float = 10.0
-    submission_seconds: float = 300.0
+    cell_cpu_seconds: float = 30.0  # per cell; the wall clock is 3x that + 10 s
+    call_cpu_seconds: float = 20.0  # per call a hidden test makes; likewise
+    submission_seconds: float = 300.0  # wall clock for the whole submission
     startup_seconds: float = 60.0
 
 
@@ -50,7 +50,7 @@ class Check:
     hint: str = ""
     rtol: float = 1e-4
     atol: float = 1e-4
-    wall_seconds: float | None = None
+    cpu_seconds: float | None = None  # per call; overrides limits.call_cpu_seconds
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def _check(raw: dict, part: str, where: str) -> Check:
         hint=raw.get("hint", ""),
         rtol=rtol,
         atol=atol,
-        wall_seconds=raw.get("wall_seconds"),
+        cpu_seconds=raw.get("cpu_seconds"),
     )
 
 

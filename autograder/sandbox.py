@@ -10,13 +10,14 @@ missing or cannot start, the same server runs as a plain child process with
 rlimits only, and :attr:`SandboxInfo.mode` says so for the reports.
 
 Everything a worker sends is untrusted. This module never lets a hung or
-crashing child stop the batch: it kills the worker, starts a new one and
-resumes the submission after the cell or probe that failed.
+crashing child stop the batch: it kills the child (or the worker), starts a
+new one and goes on with the next request.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -24,9 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+import torch
+
+from autograder.child.objects import ObjectServer
 from autograder.child.protocol import (
     HEADER,
     MAX_FRAME_BYTES,
@@ -35,10 +40,19 @@ from autograder.child.protocol import (
     encode,
     write_frame,
 )
+from autograder.remote import (
+    CallContext,
+    SandboxLimit,
+    StudentError,
+    clean_text,
+    error_text,
+    handle_response,
+)
 from autograder.rubric import Limits
 
 CHILD_DIR = Path(__file__).resolve().parent / "child"
 SANDBOX_CHILD_DIR = "/opt/grader"
+SERVER_FRAME_MARGIN = 1 << 20  # the server's wrapping around a child's largest frame
 BASE_UID = 61000  # workers run as BASE_UID + a slot unique to this process and worker
 
 
@@ -176,7 +190,7 @@ class FrameReader:
         while True:
             if len(self.buffer) >= HEADER.size:
                 (size,) = HEADER.unpack(self.buffer[: HEADER.size])
-                if size > MAX_FRAME_BYTES:
+                if size > MAX_FRAME_BYTES + SERVER_FRAME_MARGIN:
                     raise FrameError("oversized frame from the sandbox")
                 if len(self.buffer) >= HEADER.size + size:
                     payload = bytes(self.buffer[HEADER.size : HEADER.size + size])
@@ -291,155 +305,219 @@ class Worker:
         return self.process is not None and self.process.poll() is None
 
 
-# --------------------------------------------------------------------------- jobs
+# --------------------------------------------------------------------------- sessions
+
+MAX_SUBMISSION_BYTES = 512 * 1024 * 1024  # all a submission may send back, in total
 
 
-@dataclass
-class Execution:
-    """What came back from running one submission: raw, untrusted, not yet judged."""
-
-    cell_errors: dict[str, str] = field(default_factory=dict)
-    results: dict[int, dict] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    output_tail: str = ""
-    seconds: float = 0.0
+def wall_seconds(cpu_seconds: float) -> float:
+    """The wall clock a call gets: a wide margin over its CPU budget (a loaded machine
+    slows a call down; a sleeping one uses no CPU)."""
+    return 3 * cpu_seconds + 10
 
 
-def _ended_message(status: str, limits: Limits) -> str:
+def ended_message(status: str, limits: Limits) -> str:
+    if "CPU time limit" in status:
+        return status
     if "SIGXCPU" in status:
-        return f"CPU time limit ({limits.cpu_seconds} s) exceeded"
+        return f"total CPU time limit ({limits.cpu_seconds} s) exceeded"
     if "SIGKILL" in status:
-        return f"the process was killed ({status}); likely a resource limit (CPU {limits.cpu_seconds} s, memory {limits.memory_mb} MB)"
+        return f"the process was killed ({status}); likely the memory limit ({limits.memory_mb} MB)"
     return f"the process ended unexpectedly ({status})"
 
 
-def execute(
-    worker: Worker, cells: list[dict], probes: list[dict], files: tuple[str, ...], job_id: int
-) -> Execution:
-    """Run cells then probes for one submission, resuming after every failure."""
-    limits = worker.limits
-    outcome = Execution()
-    started = time.monotonic()
-    budget_end = started + limits.submission_seconds
-    start, skip = 0, set()
-    for attempt in range(len(cells) + len(probes) + 2):
-        if not worker.alive():
-            worker.restart()
-        job = {
-            "type": "job",
-            "id": job_id * 1000 + attempt,
-            "cells": cells,
-            "skip_cells": sorted(skip),
-            "probes": probes,
-            "start": start,
-            "limits": asdict(limits),
-            "device": worker.device,
-            "files": dict(files),
-        }
-        current, failure, done = _run_job(worker, job, outcome, budget_end)
-        if done:
-            break
-        if current is None and attempt == 0:
-            worker.kill()
-            continue
-        if current is None:
-            outcome.notes.append(f"the submission could not be started: {failure}")
-            break
-        kind, key = current
-        if kind == "cell":
-            outcome.cell_errors[key] = failure
-            skip.add(key)
-        else:
-            outcome.results[key] = {"ok": False, "error": failure}
-            start = key + 1
-            # The check has failed: skip its remaining cases rather than time out on each.
-            group = probes[key].get("check")
-            while group is not None and start < len(probes) and probes[start].get("check") == group:
-                outcome.results[start] = {
-                    "ok": False,
-                    "error": "not run after an earlier case of this check failed",
-                }
-                start += 1
-        if time.monotonic() >= budget_end:
-            outcome.notes.append(
-                f"submission time limit ({limits.submission_seconds:.0f} s) reached; the remaining checks were not run"
-            )
-            break
-        if kind == "probe" and start >= len(probes):
-            break
-    outcome.seconds = time.monotonic() - started
-    return outcome
+class SandboxSession:
+    """One submission running in a sandboxed child: its cells, then the judge's requests.
 
+    Every wall clock is kept here, fixed when a request is sent. When the child
+    dies (a limit, a crash, ``os._exit``), the next request starts a new one and
+    runs the cells again, skipping any that killed it; handles from the old child
+    are then stale.
+    """
 
-def _run_job(worker: Worker, job: dict, outcome: Execution, budget_end: float):
-    """Drive one job. Returns (what was running, why it stopped, finished cleanly)."""
-    limits = worker.limits
-    current = None
-    deadline = time.monotonic() + limits.cell_seconds
-    limit_text = f"time limit ({limits.cell_seconds:.0f} s) exceeded"
-    finished = False
-    try:
-        worker.send(job)
-        while True:
-            now = time.monotonic()
-            wait = min(deadline, budget_end) - now
-            message = worker.receive(wait) if wait > 0 else None
-            if message is None:
-                if finished:
-                    worker.kill()
-                    return current, "", True
-                if budget_end <= time.monotonic():
-                    limit_text = (
-                        f"submission time limit ({limits.submission_seconds:.0f} s) exceeded"
-                    )
-                ended = worker.interrupt(job["id"])
-                if ended is None:
-                    worker.kill()
-                else:
-                    outcome.output_tail = str(ended.get("output_tail", ""))[-2000:]
-                return current, limit_text, False
-            kind = message.get("type")
-            if kind == "exit" and message.get("job") == job["id"]:
-                outcome.output_tail = str(message.get("output_tail", ""))[-2000:]
-                if finished:
-                    return current, "", True
-                return current, _ended_message(str(message.get("status")), limits), False
-            if kind != "child" or message.get("job") != job["id"]:
-                continue
-            try:
-                inner = decode(bytes(message["frame"].numpy().tobytes()))
-            except (FrameError, AttributeError, KeyError, TypeError):
-                continue
-            if not isinstance(inner, dict):
-                continue
-            event = inner.get("type")
-            if event == "cell_start" and isinstance(inner.get("cell"), str):
-                current = ("cell", inner["cell"])
-                deadline = time.monotonic() + limits.cell_seconds
-                limit_text = (
-                    f"time limit ({limits.cell_seconds:.0f} s) exceeded while running the cell"
-                )
-            elif event == "cell_done" and current == ("cell", inner.get("cell")):
-                if inner.get("error"):
-                    outcome.cell_errors[current[1]] = str(inner["error"])[:500]
-            elif event == "probe_start" and isinstance(inner.get("index"), int):
-                index = inner["index"]
-                if not 0 <= index < len(job["probes"]):
+    def __init__(self, worker: Worker, cells: list[dict], files: dict[str, str]) -> None:
+        self.worker = worker
+        self.cells = cells
+        self.files = files
+        self.limits = worker.limits
+        self.device = worker.device
+        self.generation = 0
+        self.job_id: int | None = None
+        self.cell_errors: dict[str, str] = {}
+        self.skip_cells: set[str] = set()
+        self.notes: list[str] = []
+        self.output_tail = ""
+        self.context = None
+        self.started = time.monotonic()
+        self.deadline = self.started + self.limits.submission_seconds
+        self.received = 0
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    # ---------------------------------------------------------------- public
+
+    def request(self, wire: dict, context: CallContext) -> Any:
+        if self.job_id is None:
+            self.start()
+        return self.exchange(wire, context, context.cpu_seconds, context.wall_seconds)
+
+    def start(self) -> None:
+        """A fresh child with the submission's cells run in order."""
+        for _ in range(len(self.cells) + 2):
+            self.spawn()
+            for cell in self.cells:
+                if cell["id"] in self.skip_cells:
                     continue
-                current = ("probe", index)
-                seconds = job["probes"][index].get("wall_seconds") or limits.check_seconds
-                deadline = time.monotonic() + seconds
-                limit_text = f"time limit ({seconds:.0f} s) exceeded"
-            elif event == "probe_result" and current == ("probe", inner.get("index")):
-                payload = inner.get("payload")
-                outcome.results[current[1]] = (
-                    payload
-                    if isinstance(payload, dict)
-                    else {"ok": False, "error": "malformed result"}
-                )
-            elif event == "done":
-                finished = True
-                deadline = time.monotonic() + 10
-    except (EOFError, FrameError, OSError, ValueError) as exc:
-        worker.kill()
-        return current, f"the sandbox stopped unexpectedly ({type(exc).__name__})", False
+                wire = {"op": "exec", "cell": cell["id"], "source": cell["source"], "seed": 0}
+                cpu = self.limits.cell_cpu_seconds
+                try:
+                    self.exchange(wire, CallContext(), cpu, wall_seconds(cpu))
+                except StudentError as exc:
+                    self.cell_errors.setdefault(cell["id"], str(exc))
+                except SandboxLimit as exc:
+                    if time.monotonic() >= self.deadline:
+                        raise
+                    self.cell_errors.setdefault(cell["id"], str(exc))
+                    self.skip_cells.add(cell["id"])
+                    break
+            else:
+                return
+        raise SandboxLimit("the submission could not be started")
+
+    def close(self) -> None:
+        """End the child and collect what it printed last."""
+        if self.job_id is None:
+            return
+        job, self.job_id = self.job_id, None
+        try:
+            self.worker.send({"type": "end", "job": job})
+            deadline = time.monotonic() + 5
+            while (remaining := deadline - time.monotonic()) > 0:
+                message = self.worker.receive(remaining)
+                if message is None:
+                    break
+                if message.get("type") == "exit" and message.get("job") == job:
+                    self.output_tail = _text(message.get("output_tail"))
+                    return
+        except (EOFError, FrameError, OSError, ValueError):
+            pass
+        self.worker.kill()
+
+    # ---------------------------------------------------------------- internals
+
+    def spawn(self) -> None:
+        if not self.worker.alive():
+            self.worker.restart()
+        self.job_id = secrets.randbits(62)
+        self.generation += 1
+        self.worker.send(
+            {
+                "type": "job",
+                "id": self.job_id,
+                "limits": asdict(self.limits),
+                "device": self.device,
+                "files": dict(self.files),
+                "threads": 1,
+            }
+        )
+
+    def lost(self, reason: str) -> SandboxLimit:
+        self.job_id = None
+        return SandboxLimit(reason)
+
+    def exchange(self, wire: dict, context: CallContext, cpu: float, wall: float) -> Any:
+        if time.monotonic() >= self.deadline:
+            raise self.lost(
+                f"submission time limit ({self.limits.submission_seconds:.0f} s) reached; "
+                "the remaining checks were not run"
+            )
+        if self.job_id is None:
+            raise self.lost("the submission is not running")
+        request_id = secrets.randbits(62)
+        job = self.job_id
+        try:
+            frame = encode({**wire, "id": request_id})
+            self.worker.send(
+                {
+                    "type": "request",
+                    "job": job,
+                    "frame": torch.frombuffer(bytearray(frame), dtype=torch.uint8),
+                    "cpu_seconds": cpu,
+                }
+            )
+            deadline = min(time.monotonic() + wall, self.deadline)
+            while True:
+                message = self.worker.receive(max(0.0, deadline - time.monotonic()))
+                if message is None:
+                    ended = self.worker.interrupt(job)
+                    if ended is None:
+                        self.worker.kill()
+                    else:
+                        self.output_tail = _text(ended.get("output_tail"))
+                    if time.monotonic() >= self.deadline:
+                        raise self.lost(
+                            f"submission time limit ({self.limits.submission_seconds:.0f} s) reached"
+                        )
+                    raise self.lost(f"time limit ({wall:g} s wall clock) exceeded")
+                if message.get("job") != job:
+                    continue  # a late message about an earlier child
+                kind = message.get("type")
+                if kind == "exit":
+                    self.output_tail = _text(message.get("output_tail"))
+                    raise self.lost(ended_message(_text(message.get("status")), self.limits))
+                if kind == "child_error":
+                    self.worker.interrupt(job)
+                    raise self.lost("the output was too large to send back")
+                if kind != "child" or type(message.get("frame")) is not torch.Tensor:
+                    continue
+                payload = message["frame"].numpy().tobytes()
+                self.received += len(payload)
+                if self.received > MAX_SUBMISSION_BYTES:
+                    self.worker.interrupt(job)
+                    raise self.lost(
+                        f"the submission sent back more than {MAX_SUBMISSION_BYTES >> 20} MB"
+                    )
+                try:
+                    inner = decode(payload)
+                except FrameError:
+                    continue
+                if type(inner) is dict and inner.get("id") == request_id:
+                    return handle_response(inner, self, context)
+        except (EOFError, FrameError, OSError, ValueError) as exc:
+            self.worker.kill()
+            raise self.lost(f"the sandbox stopped unexpectedly ({type(exc).__name__})") from None
+
+
+def _text(value: Any) -> str:
+    return clean_text(value, 4000) if type(value) is str else ""
+
+
+class LocalSession:
+    """The solution notebook run in this process: how an instructor tests a hidden suite.
+
+    Requests take the same encode/decode path as in the sandbox, so a test that
+    passes here sees the same values when it grades a submission.
+    """
+
+    def __init__(self, cells: list[dict], device: str) -> None:
+        self.device = device
+        self.generation = 1
+        self.context = None
+        self.cell_errors: dict[str, str] = {}
+        self.notes: list[str] = []
+        self.output_tail = ""
+        self.server = ObjectServer({"__name__": "__main__"}, device)
+        for cell in cells:
+            wire = {"op": "exec", "cell": cell["id"], "source": cell["source"]}
+            response = self.server.handle(wire)
+            if not response["ok"]:
+                self.cell_errors[cell["id"]] = error_text(response["error"])
+
+    def request(self, wire: dict, context: CallContext) -> Any:
+        response = self.server.handle(decode(encode(wire)))
+        return handle_response(decode(encode(response)), self, context)
+
+    def close(self) -> None:
+        pass

@@ -1,33 +1,63 @@
-"""The static half of the from-scratch rule, run on student source in the trusted process.
+"""The from-scratch rule, decided by static analysis of the whole submission in the judge.
 
-It resolves import aliases (``import torch.nn.functional as F`` then ``F.conv2d``)
-to dotted names and reports uses of forbidden APIs. It also reports escape
-hatches that could hide a call from both this scan and the run-time trace
-(``importlib``, ``__import__``, ``eval``, ``getattr`` with a computed name,
-``torch.ops``, ``torch._C``, dispatch modes ...). The run-time half is the ATen
-operator trace in ``child/probes.py``.
+Nothing here runs student code. For each from-scratch part the analysis
+
+1. resolves names across every cell that runs: imports and their aliases
+   (the locked setup cell's ``F`` and ``nn`` included), module aliases assigned
+   to names (``f = F``), parameters whose defaults are modules or functions,
+   attribute chains, ``getattr(F, "conv2d")``, ``vars(F)["conv2d"]``,
+   ``F.__dict__["conv2d"]`` and ``globals()["F"]``;
+2. finds what the part's function can reach: the statements that bind every
+   global name it uses, transitively (helper functions, class attributes,
+   default arguments, a module attribute a cell assigns such as
+   ``torch.add = ...``);
+3. reports forbidden APIs in reachable code, and *escapes* in reachable code
+   or in any cell's top-level code (which always runs): code that can run what
+   this analysis cannot see, such as threads and processes, ``exec`` and
+   ``eval``, ``importlib``, computed attribute names on modules, ``gc``,
+   ``inspect``, ``ctypes``, the dispatch machinery and the sandbox's own
+   modules.
+
+A computed ``getattr(self, f"conv{i}")`` is not an escape: ``self`` is not a
+module. An escape in one part's helper costs that part only.
 """
 
 from __future__ import annotations
 
 import ast
+import fnmatch
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+# Dotted names (and everything under them) that can run code the analysis cannot see.
 ESCAPE_NAMES = (
     "importlib",
     "__import__",
     "eval",
     "exec",
     "compile",
-    "globals",
-    "vars",
     "locals",
-    "sys.modules",
     "builtins",
     "__builtins__",
+    "sys.modules",
+    "sys.settrace",
+    "sys.setprofile",
+    "sys._getframe",
     "ctypes",
     "gc",
     "inspect",
+    "threading",
+    "_thread",
+    "multiprocessing",
+    "concurrent",
+    "subprocess",
+    "signal",
+    "os.fork",
+    "os.system",
+    "os.popen",
+    "os.exec*",
+    "os.spawn*",
+    "os.posix_spawn*",
     "torch.ops",
     "torch._C",
     "torch._ops",
@@ -36,18 +66,28 @@ ESCAPE_NAMES = (
     "torch.library",
     "torch._refs",
     "torch._decomp",
-    "torch.func",
+    "torch._prims",
+    "objects",
+    "protocol",
+    "server",
+    "probes",
 )
+# Attributes that reach into functions, frames or the type system, on any object.
 ESCAPE_ATTRIBUTES = (
-    "__dict__",
-    "__getattribute__",
-    "__subclasses__",
     "__globals__",
     "__code__",
+    "__closure__",
+    "__builtins__",
+    "__subclasses__",
+    "__getattribute__",
     "__wrapped__",
-    "_C",
-    "ops",
+    "__loader__",
+    "__spec__",
+    "f_globals",
+    "f_locals",
+    "f_back",
 )
+UNKNOWN = "?"
 
 
 @dataclass(frozen=True)
@@ -55,112 +95,414 @@ class Finding:
     cell: str
     line: int
     name: str
-    escape: bool  # True: a way around the checks, False: a forbidden API itself
+    escape: bool  # True: a way around the analysis; False: a forbidden API itself
 
     def describe(self) -> str:
-        what = (
-            "which could hide a forbidden call"
-            if self.escape
-            else "which this from-scratch task forbids"
+        shown = self.name.replace("torch.nn.functional.", "F.")
+        if self.escape:
+            return (
+                f"uses {shown} (cell '{self.cell}', line {self.line}), which can run code "
+                "the from-scratch check cannot see"
+            )
+        return f"calls {shown} (cell '{self.cell}', line {self.line}), which this task forbids"
+
+
+def matches(name: str, pattern: str) -> bool:
+    """``pattern`` names an API and everything under it; ``*`` matches by prefix."""
+    if "*" in pattern:
+        parts = name.split(".")
+        return any(
+            fnmatch.fnmatchcase(".".join(parts[:n]), pattern) for n in range(1, len(parts) + 1)
         )
-        return f"cell '{self.cell}' line {self.line} uses {self.name}, {what}"
+    return name == pattern or name.startswith(pattern + ".")
 
 
-class _Resolver(ast.NodeVisitor):
-    def __init__(self) -> None:
-        self.aliases: dict[str, str] = {}
-        self.uses: list[tuple[int, str]] = []
-        self.getattr_names: list[tuple[int, str | None]] = []
+# --------------------------------------------------------------------------- cells
 
-    def visit_Import(self, node: ast.Import) -> None:
+
+@dataclass
+class _Cell:
+    id: str
+    tree: ast.Module
+    trusted: bool
+
+
+def _parse(cells: Iterable[tuple[str, str, bool]]) -> list[_Cell]:
+    parsed = []
+    for cell_id, source, trusted in cells:
+        try:
+            parsed.append(_Cell(cell_id, ast.parse(source), trusted))
+        except (SyntaxError, ValueError):
+            continue  # it fails at run time, with its own message
+    return parsed
+
+
+def _import_aliases(node: ast.Import | ast.ImportFrom) -> dict[str, str]:
+    aliases = {}
+    if isinstance(node, ast.Import):
         for alias in node.names:
             if alias.asname:
-                self.aliases[alias.asname] = alias.name
+                aliases[alias.asname] = alias.name
             else:
                 top = alias.name.split(".")[0]
-                self.aliases[top] = top
-            self.uses.append((node.lineno, alias.name))
-
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        module = node.module or ""
+                aliases[top] = top
+    else:
+        module = "." * node.level + (node.module or "")
         for alias in node.names:
-            full = f"{module}.{alias.name}" if module else alias.name
-            self.aliases[alias.asname or alias.name] = full
-            self.uses.append((node.lineno, full))
+            if alias.name != "*":
+                full = f"{module}.{alias.name}" if module else alias.name
+                aliases[alias.asname or alias.name] = full
+    return aliases
 
-    def dotted(self, node: ast.AST) -> str | None:
+
+def _functions(node: ast.AST) -> bool:
+    return isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef)
+
+
+def _walk_scope(node: ast.AST):
+    """Nodes of this scope: not inside nested functions, lambdas or classes."""
+    stack = list(ast.iter_child_nodes(node))
+    while stack:
+        item = stack.pop()
+        yield item
+        if not _functions(item):
+            stack.extend(ast.iter_child_nodes(item))
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+class _Resolver:
+    """Resolves expressions to dotted names under global aliases and one function's locals."""
+
+    def __init__(self, aliases: dict[str, str]) -> None:
+        self.aliases = aliases
+
+    def dotted(self, node: ast.AST, local: dict[str, str | None]) -> str | None:
         parts = []
-        while isinstance(node, ast.Attribute):
-            parts.append(node.attr)
-            node = node.value
-        if isinstance(node, ast.Name):
-            base = self.aliases.get(node.id, node.id)
-            return ".".join([base, *reversed(parts)])
-        return None
+        while True:
+            if isinstance(node, ast.Attribute):
+                parts.append(node.attr)
+                node = node.value
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "getattr"
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+                and isinstance(node.args[1].value, str)
+            ):
+                parts.append(node.args[1].value)
+                node = node.args[0]
+            elif isinstance(node, ast.Subscript) and _literal(node.slice) is not None:
+                key = _literal(node.slice)
+                inner = node.value
+                if isinstance(inner, ast.Call) and _is_name(inner.func, "globals"):
+                    node = ast.Name(key, ast.Load())
+                elif isinstance(inner, ast.Call) and _is_name(inner.func, "vars") and inner.args:
+                    parts.append(key)
+                    node = inner.args[0]
+                elif isinstance(inner, ast.Attribute) and inner.attr == "__dict__":
+                    parts.append(key)
+                    node = inner.value
+                else:
+                    return None
+            elif isinstance(node, ast.Name):
+                base = self.name(node.id, local)
+                if base is None:
+                    return None
+                return ".".join([base, *reversed(parts)])
+            else:
+                return None
 
-    def visit_Attribute(self, node: ast.Attribute) -> None:
-        name = self.dotted(node)
-        if name:
-            self.uses.append((node.lineno, name))
-        else:
-            self.uses.append((node.lineno, f"?.{node.attr}"))
-        self.generic_visit(node)
+    def name(self, name: str, local: dict[str, str | None]) -> str | None:
+        """A name's dotted meaning; None for a local that is not an alias."""
+        if name in local:
+            return local[name]
+        return self.aliases.get(name, name)
 
-    def visit_Name(self, node: ast.Name) -> None:
-        self.uses.append((node.lineno, self.aliases.get(node.id, node.id)))
+    def module_like(self, node: ast.AST, local: dict[str, str | None]) -> bool:
+        """Does ``node`` name something reached through an import (a module, an API)?"""
+        if isinstance(node, ast.Call) and _is_name(node.func, "globals"):
+            return True
+        dotted = self.dotted(node, local)
+        if dotted is None:
+            return False
+        root = dotted.split(".")[0]
+        return root in self.aliases.values() or root in {
+            a.split(".")[0] for a in self.aliases.values()
+        }
 
-    def visit_Call(self, node: ast.Call) -> None:
-        func = self.dotted(node.func) if isinstance(node.func, ast.Name | ast.Attribute) else None
-        if (
-            func in ("getattr", "builtins.getattr", "setattr", "delattr", "hasattr")
-            and len(node.args) >= 2
-        ):
-            name = node.args[1]
-            literal = (
-                name.value
-                if isinstance(name, ast.Constant) and isinstance(name.value, str)
+
+def _is_name(node: ast.AST, name: str) -> bool:
+    return isinstance(node, ast.Name) and node.id == name
+
+
+def _literal(node: ast.AST) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _global_aliases(cells: list[_Cell]) -> dict[str, str]:
+    """Import aliases of every cell, then names assigned an alias (``f = F``, ``c = F.conv2d``)."""
+    aliases: dict[str, str] = {}
+    for cell in cells:
+        for node in _walk_scope(cell.tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                aliases.update(_import_aliases(node))
+    resolver = _Resolver(aliases)
+    for _ in range(3):  # chains of assigned aliases
+        for cell in cells:
+            for node in _walk_scope(cell.tree):
+                if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                    target = node.targets[0]
+                    if isinstance(target, ast.Name) and resolver.module_like(node.value, {}):
+                        dotted = resolver.dotted(node.value, {})
+                        if dotted and dotted != target.id:
+                            aliases[target.id] = dotted
+    return aliases
+
+
+def _function_locals(
+    function: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, resolver: _Resolver, outer: dict
+) -> dict[str, str | None]:
+    """A function's local names: aliases where they are bound to one, else None (shadowing)."""
+    local: dict[str, str | None] = dict(outer)
+    args = function.args
+    positional = [*args.posonlyargs, *args.args]
+    defaults = dict(
+        zip([a.arg for a in positional[len(positional) - len(args.defaults) :]], args.defaults)
+    )
+    defaults.update({a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None})
+    for arg in [*positional, *args.kwonlyargs, args.vararg, args.kwarg]:
+        if arg is not None:
+            default = defaults.get(arg.arg)
+            local[arg.arg] = (
+                resolver.dotted(default, outer)
+                if default is not None and resolver.module_like(default, outer)
                 else None
             )
-            self.getattr_names.append((node.lineno, literal))
-        self.generic_visit(node)
+    if isinstance(function, ast.Lambda):
+        return local
+    declared_global = {
+        n for node in _walk_scope(function) if isinstance(node, ast.Global) for n in node.names
+    }
+    for node in _walk_scope(function):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            local.update(_import_aliases(node))
+        elif (
+            isinstance(node, ast.Name)
+            and isinstance(node.ctx, ast.Store)
+            and node.id not in declared_global
+        ):
+            local.setdefault(node.id, None)
+    for _ in range(2):
+        for node in _walk_scope(function):
+            if (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+            ):
+                name = node.targets[0].id
+                if name not in declared_global and resolver.module_like(node.value, local):
+                    local[name] = resolver.dotted(node.value, local)
+    return local
 
 
-def _matches(name: str, forbidden: str) -> bool:
-    return name == forbidden or name.startswith(forbidden + ".")
+class _Scanner:
+    """Forbidden names and escapes in one statement, scope by scope."""
+
+    def __init__(self, cell: str, resolver: _Resolver, forbidden: tuple[str, ...]) -> None:
+        self.cell = cell
+        self.resolver = resolver
+        self.forbidden = forbidden
+        self.found: dict[tuple[int, str], Finding] = {}
+
+    def add(self, line: int, name: str, escape: bool) -> None:
+        self.found.setdefault((line, name), Finding(self.cell, line, name, escape))
+
+    def scan(self, node: ast.AST, local: dict[str, str | None]) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            for part in [*node.args.defaults, *[d for d in node.args.kw_defaults if d is not None]]:
+                self.scan(part, local)
+            for decorator in getattr(node, "decorator_list", []):
+                self.scan(decorator, local)
+            inner = _function_locals(node, self.resolver, local)
+            body = node.body if isinstance(node.body, list) else [node.body]
+            for statement in body:
+                self.scan(statement, inner)
+            return
+        self.visit(node, local)
+        for child in ast.iter_child_nodes(node):
+            self.scan(child, local)
+
+    def visit(self, node: ast.AST, local: dict[str, str | None]) -> None:
+        line = getattr(node, "lineno", 0)
+        resolver = self.resolver
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            for full in _import_aliases(node).values():
+                self.check_name(line, full)
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    self.check_name(line, alias.name)
+            return
+        if isinstance(node, ast.Call):
+            func = node.func
+            if _is_name(func, "getattr") or _is_name(func, "setattr") or _is_name(func, "delattr"):
+                if len(node.args) >= 2 and resolver.module_like(node.args[0], local):
+                    if func.id != "getattr" or _literal(node.args[1]) is None:
+                        what = "getattr with a computed name" if func.id == "getattr" else func.id
+                        self.add(line, f"{what} on a module", True)
+            if _is_name(func, "vars") and node.args and resolver.module_like(node.args[0], local):
+                self.add(line, "vars() of a module", True)
+            if _is_name(func, "globals"):
+                self.add(line, "globals()", True)
+        if isinstance(node, ast.Subscript):
+            inner = node.value
+            if _literal(node.slice) is None and (
+                (isinstance(inner, ast.Call) and _is_name(inner.func, "globals"))
+                or (isinstance(inner, ast.Attribute) and inner.attr == "__dict__")
+            ):
+                self.add(line, "a computed name looked up in a namespace", True)
+        if isinstance(node, ast.Attribute):
+            if node.attr in ESCAPE_ATTRIBUTES:
+                self.add(line, f"the attribute {node.attr}", True)
+            if node.attr == "__dict__" and resolver.module_like(node.value, local):
+                self.add(line, "a module's __dict__", True)
+            if isinstance(node.ctx, ast.Store | ast.Del) and resolver.module_like(
+                node.value, local
+            ):
+                dotted = resolver.dotted(node, local) or node.attr
+                self.add(line, f"an assignment to {dotted}", True)
+        if isinstance(node, ast.Attribute | ast.Name | ast.Subscript | ast.Call) and isinstance(
+            getattr(node, "ctx", ast.Load()), ast.Load
+        ):
+            dotted = resolver.dotted(node, local)
+            if dotted is not None:
+                self.check_name(line, dotted)
+
+    def check_name(self, line: int, dotted: str) -> None:
+        for pattern in self.forbidden:
+            if matches(dotted, pattern):
+                self.add(line, pattern.rstrip(".*"), False)
+        for pattern in ESCAPE_NAMES:
+            if matches(dotted, pattern):
+                self.add(line, pattern.rstrip("*"), True)
 
 
-def scan(cell_id: str, source: str, forbidden_names: tuple[str, ...]) -> list[Finding]:
-    """Findings for one cell. A cell that does not parse has none (it fails at run time)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return []
-    resolver = _Resolver()
-    resolver.visit(tree)
-    findings: dict[tuple[int, str], Finding] = {}
-    last_parts = {name.rsplit(".", 1)[-1] for name in forbidden_names}
-    for line, name in resolver.uses:
-        for forbidden in forbidden_names:
-            if _matches(name, forbidden):
-                findings.setdefault(
-                    (line, forbidden), Finding(cell_id, line, forbidden, escape=False)
-                )
-        for escape in ESCAPE_NAMES:
-            if _matches(name, escape):
-                findings.setdefault((line, escape), Finding(cell_id, line, escape, escape=True))
-        attribute = name.rsplit(".", 1)[-1]
-        if attribute in ESCAPE_ATTRIBUTES and "." in name:
-            findings.setdefault(
-                (line, attribute), Finding(cell_id, line, f"the attribute {attribute}", escape=True)
+# --------------------------------------------------------------------------- reachability
+
+
+def _bound_names(statement: ast.stmt, resolver: _Resolver) -> set[str]:
+    """Global names a top-level statement binds, with the roots of module attributes it sets."""
+    if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        names = {statement.name}
+        if not isinstance(statement, ast.ClassDef):
+            names |= {
+                n
+                for node in ast.walk(statement)
+                if isinstance(node, ast.Global)
+                for n in node.names
+            }
+        return names
+    names: set[str] = set()
+    for node in [statement, *_walk_scope(statement)]:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names |= set(_import_aliases(node))
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute | ast.Subscript) and isinstance(
+            node.ctx, ast.Store | ast.Del
+        ):
+            root = node
+            while isinstance(root, ast.Attribute | ast.Subscript | ast.Call):
+                root = root.func if isinstance(root, ast.Call) else root.value
+            if isinstance(root, ast.Name):
+                names.add(root.id)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("setattr", "delattr")
+            and node.args
+        ):
+            root = node.args[0]
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name):
+                names.add(root.id)
+    return names
+
+
+def _used_names(statement: ast.stmt) -> set[str]:
+    names = {node.id for node in ast.walk(statement) if isinstance(node, ast.Name)}
+    for node in ast.walk(statement):  # globals()["name"] reads a global by a literal name
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Call)
+            and _is_name(node.value.func, "globals")
+        ):
+            key = _literal(node.slice)
+            if key:
+                names.add(key)
+    return names
+
+
+def analyze(
+    cells: Iterable[tuple[str, str, bool]], parts: Iterable[tuple[str, str, tuple[str, ...]]]
+) -> dict[str, list[Finding]]:
+    """Findings per from-scratch part.
+
+    ``cells`` are ``(cell id, source, trusted)`` in run order (trusted: the locked
+    setup cells, whose findings do not count); ``parts`` are ``(part id, function
+    name, forbidden patterns)``. A part with no findings is absent from the result.
+    """
+    parsed = _parse(cells)
+    resolver = _Resolver(_global_aliases(parsed))
+    bindings: dict[str, list[tuple[_Cell, ast.stmt]]] = {}
+    for cell in parsed:
+        for statement in cell.tree.body:
+            for name in _bound_names(statement, resolver):
+                bindings.setdefault(name, []).append((cell, statement))
+    always: list[Finding] = []  # escapes in top-level code, which runs whatever is called
+    for cell in parsed:
+        if cell.trusted:
+            continue
+        scanner = _Scanner(cell.id, resolver, ())
+        for statement in cell.tree.body:
+            if not isinstance(
+                statement,
+                ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Import | ast.ImportFrom,
+            ):
+                scanner.scan(statement, {})
+        always += [f for f in scanner.found.values() if f.escape]
+    result: dict[str, list[Finding]] = {}
+    for part_id, function, forbidden in parts:
+        seen: set[int] = set()
+        todo, done = [function], set()
+        reachable: list[tuple[_Cell, ast.stmt]] = []
+        while todo:
+            name = todo.pop()
+            if name in done:
+                continue
+            done.add(name)
+            for cell, statement in bindings.get(name, []):
+                if id(statement) not in seen:
+                    seen.add(id(statement))
+                    reachable.append((cell, statement))
+                    todo.extend(_used_names(statement) - done)
+        findings: dict[tuple[str, int, str], Finding] = {}
+        for cell, statement in reachable:
+            if cell.trusted:
+                continue
+            scanner = _Scanner(cell.id, resolver, forbidden)
+            scanner.scan(statement, {})
+            for finding in scanner.found.values():
+                findings.setdefault((finding.cell, finding.line, finding.name), finding)
+        for finding in always:
+            findings.setdefault((finding.cell, finding.line, finding.name), finding)
+        if findings:
+            result[part_id] = sorted(
+                findings.values(), key=lambda f: (f.escape, f.cell, f.line, f.name)
             )
-    for line, literal in resolver.getattr_names:
-        if literal is None:
-            findings.setdefault(
-                (line, "getattr"),
-                Finding(cell_id, line, "getattr with a computed name", escape=True),
-            )
-        elif literal in last_parts or literal in ESCAPE_ATTRIBUTES:
-            findings.setdefault(
-                (line, literal), Finding(cell_id, line, f"getattr(..., '{literal}')", escape=True)
-            )
-    return sorted(findings.values(), key=lambda f: (f.line, f.name))
+    return result

@@ -1,15 +1,17 @@
 """The sandbox side of grading: a fork server that runs one submission at a time.
 
 Started once per worker (inside bubblewrap where available), it imports torch
-once and then, for every job the trusted parent sends, forks a fresh child that
-executes the student's cells and the probes. No state passes between students:
-each child starts from the same warmed server, works in its own empty folder,
-and every process it leaves behind is killed before the next job starts.
+once and then, for every job the trusted parent sends, forks a fresh child:
+an object server (``objects.py``) that runs the submission's cells and answers
+the judge's requests one at a time. No state passes between students: each
+child starts from the same warmed server, works in its own empty folder, and
+every process it leaves behind, and everything it wrote to /tmp, is removed
+before the next job starts.
 
 The server never decodes what a child sends: it forwards the child's frames to
 the parent as opaque bytes, wrapped in frames of its own, so a child cannot
-forge the server's messages. The parent treats everything from here as
-untrusted and enforces all wall-clock limits itself.
+forge the server's messages. It measures the child's CPU time per request and
+kills it past the request's budget; the parent enforces every wall clock.
 
 Run as ``python -I server.py [--drop-uid UID] [--pidns]``.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import fcntl
 import os
 import resource
 import select
@@ -30,9 +33,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import numpy  # noqa: E402,F401  (imported once here so every child starts warm)
-import probes  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional  # noqa: E402,F401
+from objects import ObjectServer  # noqa: E402
 from protocol import (  # noqa: E402
     HEADER,
     MAX_FRAME_BYTES,
@@ -45,8 +48,8 @@ from protocol import (  # noqa: E402
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
-OUTPUT_NAME = "output.txt"
 OUTPUT_TAIL_BYTES = 2000
+SERVER_MEMORY_MB = 2048  # the server's own address-space headroom after warming up
 
 
 def prctl(option: int, value: int) -> None:
@@ -105,25 +108,24 @@ def apply_limits(limits: dict, device: str, own_uid_isolated: bool) -> None:
     cap(resource.RLIMIT_CORE, 0)
     cap(resource.RLIMIT_FSIZE, int(limits["file_size_mb"]) * 1024 * 1024)
     cap(resource.RLIMIT_NOFILE, 256)
-    if device == "cpu":  # CUDA reserves far more address space than it uses
+    if device == "cpu":
         cap(resource.RLIMIT_AS, virtual_memory_bytes() + int(limits["memory_mb"]) * 1024 * 1024)
+    else:  # CUDA reserves far more address space than it uses: lift the server's own bound
+        cap(resource.RLIMIT_AS, resource.RLIM_INFINITY)
     if own_uid_isolated:
         cap(resource.RLIMIT_NPROC, count_own_tasks() + int(limits["processes"]))
 
 
-def child_main(job: dict, out_fd: int, workdir: str, own_uid_isolated: bool) -> None:
+def child_main(job: dict, requests: int, responses: int, workdir: str, isolated: bool) -> None:
     """Runs in the forked child: the only place where student code executes."""
     os.setsid()
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with the server
     set_dumpable(False)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over-long writes fail instead of killing
-    output = os.open(os.path.join(workdir, OUTPUT_NAME), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    os.dup2(output, 1)
-    os.dup2(output, 2)
-    os.close(output)
     os.chdir(workdir)
+    os.environ["TMPDIR"] = os.environ["HOME"] = workdir
     sys.path.insert(0, workdir)  # the course helper module sits beside the notebook
-    apply_limits(job["limits"], job["device"], own_uid_isolated)
+    apply_limits(job["limits"], job["device"], isolated)
     torch.set_num_threads(int(job.get("threads", 1)))
     if job["device"] == "cuda":  # compare in IEEE float32: no TF32 in matmuls or convolutions
         if hasattr(torch.backends, "fp32_precision"):
@@ -131,33 +133,62 @@ def child_main(job: dict, out_fd: int, workdir: str, own_uid_isolated: bool) -> 
         else:
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
-
-    def send(message: dict) -> None:
-        write_frame(out_fd, encode(message))
-
-    namespace: dict = {"__name__": "__main__"}
-    for cell in job["cells"]:
-        if cell["id"] in job["skip_cells"]:
-            continue
-        send({"type": "cell_start", "cell": cell["id"]})
-        error = None
+    server = ObjectServer({"__name__": "__main__"}, job["device"])
+    while True:
         try:
-            exec(compile(cell["source"], f"<cell {cell['id']}>", "exec"), namespace)
-        except BaseException as exc:  # SystemExit and KeyboardInterrupt included
-            error = probes.describe_error(exc)
-        send({"type": "cell_done", "cell": cell["id"], "error": error})
-    for index in range(job["start"], len(job["probes"])):
-        send({"type": "probe_start", "index": index})
-        payload = probes.run_probe(namespace, job["probes"][index], job["device"])
+            request = decode(read_frame(requests))
+        except (EOFError, FrameError):
+            return
+        response = server.handle(request)
+        response["id"] = request.get("id")
         try:
-            frame = encode({"type": "probe_result", "index": index, "payload": payload})
+            frame = encode(response)
         except Exception as exc:
-            message = f"the output could not be sent back ({type(exc).__name__})"
-            frame = encode(
-                {"type": "probe_result", "index": index, "payload": {"ok": False, "error": message}}
-            )
-        write_frame(out_fd, frame)
-    send({"type": "done"})
+            failure = f"the output could not be sent back ({type(exc).__name__})"
+            error = {"type": "OutputError", "message": failure, "where": ""}
+            frame = encode({"id": request.get("id"), "ok": False, "error": error})
+        write_frame(responses, frame)
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its reaped children, from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def wipe(folder: str, keep: tuple[str, ...] = ()) -> None:
+    """Remove everything in ``folder`` (but ``keep``), whatever permissions a child set."""
+
+    def retry(function, path, _info):
+        try:
+            os.chmod(os.path.dirname(path), 0o700)
+            os.chmod(path, 0o700, follow_symlinks=False)
+        except OSError:
+            pass
+        try:
+            function(path)
+        except OSError:
+            pass
+
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        if name in keep:
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, onerror=retry)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 class Server:
@@ -165,59 +196,69 @@ class Server:
         self.proto_out = proto_out
         self.pidns = pidns
         self.isolated_uid = isolated_uid
-        self.work_root = os.path.join(os.environ.get("TMPDIR", "/tmp"), "grader-work")
-        os.makedirs(self.work_root, exist_ok=True)
+        self.tmp_root = os.environ.get("TMPDIR", "/tmp")
+        self.work_root = os.path.join(self.tmp_root, "grader-work")
+        self.fresh_tmp()
+
+    def fresh_tmp(self) -> None:
+        """/tmp (and /dev/shm) as empty as at the first job: nothing passes to the next student."""
+        wipe(self.tmp_root)
+        if self.pidns:
+            wipe("/dev/shm")
+        os.makedirs(self.work_root, mode=0o700, exist_ok=True)
 
     def send(self, message: dict) -> None:
         write_frame(self.proto_out, encode(message))
 
     def serve(self) -> None:
-        self.send(
-            {
-                "type": "ready",
-                "pid": os.getpid(),
-                "uid": os.getuid(),
-                "torch": str(torch.__version__),
-            }
-        )
+        self.send({"type": "ready", "pid": os.getpid(), "uid": os.getuid()})
         while True:
-            try:
-                job = decode(read_frame(0))
-            except (EOFError, FrameError):
-                return
+            job = self.control()
             if job.get("type") == "stop":
                 return
+            if job.get("type") != "job":
+                continue  # a late message for a job that has ended
             try:
                 self.run_job(job)
             except Exception as exc:  # report and stay up for the next job
+                status = f"server error {type(exc).__name__}: {exc}"[:300]
                 self.send(
-                    {
-                        "type": "exit",
-                        "job": job.get("id"),
-                        "status": f"server error {type(exc).__name__}: {exc}"[:300],
-                        "output_tail": "",
-                    }
+                    {"type": "exit", "job": job.get("id"), "status": status, "output_tail": ""}
                 )
+
+    def control(self) -> dict:
+        try:
+            message = decode(read_frame(0))
+        except (EOFError, FrameError):  # the parent is gone: end everything
+            self.sweep(0)
+            os._exit(0)
+        return message if isinstance(message, dict) else {}
 
     def run_job(self, job: dict) -> None:
         workdir = os.path.join(self.work_root, f"job-{job['id']}")
-        shutil.rmtree(workdir, ignore_errors=True)
         os.makedirs(workdir)
-        for name, text in job.get(
-            "files", {}
-        ).items():  # course helper modules the notebook imports
+        for name, text in job.get("files", {}).items():  # course helper modules
             with open(os.path.join(workdir, os.path.basename(name)), "w") as handle:
                 handle.write(text)
-        read_end, write_end = os.pipe()
+        # The child's output goes to an unlinked file the server holds open: its tail is
+        # read through this descriptor, never through a path a child could replace.
+        path = os.path.join(self.work_root, f"output-{job['id']}.txt")
+        output = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.unlink(path)
+        request_read, request_write = os.pipe()
+        response_read, response_write = os.pipe()
         pid = os.fork()
         if pid == 0:  # child
             code = 0
             try:
-                os.close(read_end)
-                os.close(self.proto_out)
+                for fd in (request_write, response_read, self.proto_out):
+                    os.close(fd)
                 null = os.open(os.devnull, os.O_RDONLY)
                 os.dup2(null, 0)
-                child_main(job, write_end, workdir, self.isolated_uid)
+                os.dup2(output, 1)
+                os.dup2(output, 2)
+                os.close(output)
+                child_main(job, request_read, response_write, workdir, self.isolated_uid)
             except BaseException:
                 code = 70
             finally:
@@ -227,57 +268,87 @@ class Server:
                     except BaseException:
                         pass
                 os._exit(code)
-        os.close(write_end)
-        status = self.relay(job["id"], read_end, pid)
-        os.close(read_end)
-        self.sweep(pid)
-        tail = read_tail(os.path.join(workdir, OUTPUT_NAME))
-        shutil.rmtree(workdir, ignore_errors=True)
+        os.close(request_read)
+        os.close(response_write)
+        fcntl.fcntl(request_write, fcntl.F_SETFL, os.O_NONBLOCK)
+        try:
+            status = self.relay(job["id"], pid, request_write, response_read)
+        finally:
+            for fd in (request_write, response_read):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self.sweep(pid)
+        tail = read_tail(output)
+        os.close(output)
+        self.fresh_tmp()
         self.send({"type": "exit", "job": job["id"], "status": status, "output_tail": tail})
 
-    def relay(self, job_id: int, fd: int, pid: int) -> str:
-        """Forward the child's frames until it exits; return how it ended.
+    def relay(self, job_id: int, pid: int, request_fd: int, response_fd: int) -> str:
+        """Pass requests to the child and its frames back until it exits; say how it ended.
 
-        Meanwhile the parent may ask (on stdin) to kill the child: a hung check then
-        costs a fork, not a new sandbox.
+        The parent may also ask (on stdin) to kill the child or to end the job. The
+        CPU time of each request is measured here and bounded by its budget.
         """
         buffer = bytearray()
-        watch = [fd, 0]
+        pending = bytearray()
+        watch = [response_fd, 0]
+        budget: float | None = None
+        cpu_start = 0.0
+        verdict = None
         while True:
-            ready, _, _ = select.select(watch, [], [], 0.05)
+            writers = [request_fd] if pending and request_fd >= 0 else []
+            ready, writable, _ = select.select(watch, writers, [], 0.05)
             if 0 in ready:
-                self.handle_control(job_id, pid)
-            if fd in ready:
-                chunk = os.read(fd, 1 << 20)
+                message = self.control()
+                kind = message.get("type")
+                if message.get("job") != job_id:
+                    pass  # a late message for an earlier job
+                elif kind == "kill":
+                    kill_tree(pid)
+                elif kind == "end" and request_fd >= 0:
+                    os.close(request_fd)
+                    request_fd, pending = -1, bytearray()
+                elif kind == "request" and request_fd >= 0:
+                    frame = bytes(message["frame"].numpy().tobytes())
+                    pending += HEADER.pack(len(frame)) + frame
+                    budget = float(message.get("cpu_seconds") or 0) or None
+                    cpu_start = cpu_seconds_of(pid)
+            if writable:
+                try:
+                    written = os.write(request_fd, pending[: 1 << 16])
+                    del pending[:written]
+                except BlockingIOError:
+                    pass
+                except OSError:  # the child closed its end: it is ending
+                    pending.clear()
+            if response_fd in ready:
+                chunk = os.read(response_fd, 1 << 20)
                 if chunk:
                     buffer += chunk
                     if not self.forward(job_id, buffer):
                         kill_tree(pid)
-                    continue
-                watch = [0]  # every writer closed the pipe: the child is ending
+                else:
+                    watch = [0]  # every writer closed the pipe: the child is ending
+            if budget is not None and cpu_seconds_of(pid) - cpu_start > budget:
+                verdict = f"CPU time limit ({budget:g} s) exceeded"
+                kill_tree(pid)
+                budget = None
             done, raw = os.waitpid(pid, os.WNOHANG)
             if done:
                 deadline = time.monotonic() + 0.2  # drain what it (or what it left) wrote last
                 while (
-                    fd in watch
+                    response_fd in watch
                     and time.monotonic() < deadline
-                    and select.select([fd], [], [], 0.05)[0]
+                    and select.select([response_fd], [], [], 0.05)[0]
                 ):
-                    chunk = os.read(fd, 1 << 20)
+                    chunk = os.read(response_fd, 1 << 20)
                     if not chunk:
                         break
                     buffer += chunk
                     self.forward(job_id, buffer)
-                return describe_status(raw)
-
-    def handle_control(self, job_id: int, pid: int) -> None:
-        try:
-            message = decode(read_frame(0))
-        except (EOFError, FrameError):  # the parent is gone: end everything
-            kill_tree(pid)
-            os._exit(0)
-        if message.get("type") == "kill" and message.get("job") == job_id:
-            kill_tree(pid)
+                return verdict or describe_status(raw)
 
     def forward(self, job_id: int, buffer: bytearray) -> bool:
         while len(buffer) >= HEADER.size:
@@ -290,13 +361,8 @@ class Server:
                 return True
             payload = bytes(buffer[HEADER.size : HEADER.size + size])
             del buffer[: HEADER.size + size]
-            self.send(
-                {
-                    "type": "child",
-                    "job": job_id,
-                    "frame": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
-                }
-            )
+            frame = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
+            self.send({"type": "child", "job": job_id, "frame": frame})
         return True
 
     def sweep(self, pid: int) -> None:
@@ -344,13 +410,12 @@ def describe_status(raw: int) -> str:
     return f"exit code {os.WEXITSTATUS(raw)}"
 
 
-def read_tail(path: str) -> str:
+def read_tail(fd: int) -> str:
+    """The last bytes the child printed, read through the server's own descriptor."""
     try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - OUTPUT_TAIL_BYTES))
-            return handle.read().decode("utf-8", "replace")
+        size = os.fstat(fd).st_size
+        start = max(0, size - OUTPUT_TAIL_BYTES)
+        return os.pread(fd, min(size, OUTPUT_TAIL_BYTES), start).decode("utf-8", "replace")
     except OSError:
         return ""
 
@@ -375,6 +440,11 @@ def main() -> None:
                 __import__(module)
             except Exception:
                 pass
+    try:  # the server's own bound; each child sets a lower one of its own
+        limit = virtual_memory_bytes() + SERVER_MEMORY_MB * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+    except (ValueError, OSError):
+        pass
     isolated = args.drop_uid is not None and args.pidns
     Server(proto_out, args.pidns, isolated).serve()
 
