@@ -1,4 +1,12 @@
-"""Grading a class: workers in parallel, results written as they finish, resumable.
+"""Grading a class: judge processes in parallel, results written as they finish, resumable.
+
+Each judge is a pytest session over the assignment's hidden suite
+(``autograder/suites/test_<id>.py``) in serve mode: it collects the tests
+once, starts one sandbox worker, and grades the submissions this process
+hands it one at a time, each in a fresh sandboxed child. This process never
+runs a hidden test or student code: it hands out jobs, enforces a deadline per
+submission (a judge that overruns or dies is replaced, and that submission
+gets a clear message), and is the only writer of the outputs.
 
 Each finished submission is written at once (``results.json`` by atomic rename,
 then ``feedback.html``, then the gradebook), so killing the run loses nothing
@@ -8,10 +16,15 @@ submitted file's hash, unless ``force`` is set.
 
 from __future__ import annotations
 
+import collections
 import hashlib
-import queue
+import json
+import os
+import select
+import signal
+import subprocess
 import sys
-import threading
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +36,10 @@ from autograder.gradebook import open_gradebook, record
 from autograder.grader import AssignmentGrader
 from autograder.report import write_class_report, write_feedback, write_grades_csv
 from autograder.results import SubmissionResult, read_results, write_json_atomic
-from autograder.sandbox import SandboxInfo, Worker, check_bubblewrap
+from autograder.sandbox import SandboxInfo, check_bubblewrap
 from autograder.submissions import Submission, discover
+
+MAX_RESULT_LINE = 16 * 1024 * 1024  # a judge's result for one submission, as JSON
 
 
 @dataclass
@@ -38,6 +53,7 @@ class BatchSummary:
     device: str
     seconds: float
     paths: dict[str, Path] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
 
 
 def resolve_device(device: str) -> str:
@@ -67,6 +83,148 @@ def _sha(path: Path | None) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path else ""
 
 
+class Judge:
+    """One pytest session serving submissions over a pair of pipes."""
+
+    def __init__(self, index: int, assignment: str, course: Course, device: str, sandbox: str):
+        self.index = index
+        jobs_read, self.jobs_fd = os.pipe()
+        self.results_fd, results_write = os.pipe()
+        suite = course.root / "autograder" / "suites" / f"test_{assignment}.py"
+        self.log = tempfile.TemporaryFile()
+        command = [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider"]
+        command += ["--rootdir", str(course.root), "--grade-serve", f"{jobs_read},{results_write}"]
+        command += ["--device", device, "--sandbox", sandbox, "--worker-index", str(index)]
+        self.process = subprocess.Popen(
+            command,
+            cwd=course.root,
+            pass_fds=(jobs_read, results_write),
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        os.close(jobs_read)
+        os.close(results_write)
+        self.buffer = bytearray()
+        self.current: Submission | None = None
+        self.deadline = 0.0
+
+    def send(self, submission: Submission, seconds: float) -> None:
+        job = {
+            "student": submission.student,
+            "path": str(submission.path) if submission.path else None,
+            "problem": submission.problem,
+        }
+        os.write(self.jobs_fd, (json.dumps(job) + "\n").encode())
+        self.current = submission
+        self.deadline = time.monotonic() + seconds
+
+    def read(self) -> list[dict] | None:
+        """Complete result lines so far; None when the judge has closed its end."""
+        chunk = os.read(self.results_fd, 1 << 20)
+        if not chunk:
+            return None
+        self.buffer += chunk
+        messages = []
+        while b"\n" in self.buffer:
+            line, _, rest = self.buffer.partition(b"\n")
+            self.buffer = bytearray(rest)
+            messages.append(json.loads(line))
+        if len(self.buffer) > MAX_RESULT_LINE:
+            return None
+        return messages
+
+    def log_tail(self) -> str:
+        self.log.seek(0, os.SEEK_END)
+        self.log.seek(max(0, self.log.tell() - 3000))
+        return self.log.read().decode("utf-8", "replace")
+
+    def close(self, kill: bool = False) -> None:
+        try:
+            os.close(self.jobs_fd)
+        except OSError:
+            pass
+        if kill:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        os.close(self.results_fd)
+        self.log.close()
+
+
+def run_judges(
+    grader: AssignmentGrader,
+    todo: list[Submission],
+    *,
+    workers: int,
+    device: str,
+    info: SandboxInfo,
+    course: Course,
+):
+    """Yield a :class:`SubmissionResult` for every submission in ``todo``, as each finishes."""
+    limits = grader.rubric.limits
+    budget = limits.submission_seconds + 60
+    pending = collections.deque(todo)
+
+    def start(index: int) -> Judge:
+        return Judge(index, grader.assignment, course, device, info.mode)
+
+    judges = [start(i) for i in range(max(1, min(workers, len(todo))))]
+    try:
+        for judge in judges:
+            if pending:
+                judge.send(pending.popleft(), budget + limits.startup_seconds)
+        while any(judge.current for judge in judges):
+            busy = {judge.results_fd: judge for judge in judges if judge.current}
+            ready, _, _ = select.select(list(busy), [], [], 0.5)
+            for fd in ready:
+                judge = busy[fd]
+                messages = judge.read()
+                if messages is None:
+                    judge.deadline = 0.0  # it ended: handled below as a failure
+                    continue
+                for message in messages:
+                    result = SubmissionResult.from_gradescope(message["result"])
+                    result.output_tail = message.get("output_tail", "")
+                    judge.current = None
+                    yield result
+                    if pending:
+                        judge.send(pending.popleft(), budget)
+            for slot, judge in enumerate(judges):
+                if judge.current and time.monotonic() > judge.deadline:
+                    failed = judge.current
+                    stopped = judge.process.poll() is not None
+                    judge.close(kill=True)
+                    why = (
+                        "the grading process stopped unexpectedly"
+                        if stopped
+                        else f"grading took longer than {budget:.0f} s"
+                    )
+                    print(
+                        f"WARNING: {failed.student}: {why}; grader log:\n{judge.log_tail()}",
+                        file=sys.stderr,
+                    )
+                    yield grader.fatal_result(
+                        failed.student,
+                        _sha(failed.path),
+                        f"{why}; it was not graded",
+                        info.description,
+                    )
+                    judges[slot] = start(judge.index)
+                    if pending:
+                        judges[slot].send(pending.popleft(), budget + limits.startup_seconds)
+    finally:
+        for judge in judges:
+            judge.close(kill=judge.current is not None)
+
+
 def grade_batch(
     assignment: str,
     submissions_dir: str | Path,
@@ -87,7 +245,9 @@ def grade_batch(
     device = resolve_device(device)
     grader = AssignmentGrader(course, assignment, device)
     info = resolve_sandbox(sandbox)
-    submissions = discover(submissions_dir, assignment, grader.rubric.notebook)
+    submissions, problems = discover(submissions_dir, assignment, grader.rubric.notebook)
+    for problem in problems:
+        print(f"WARNING: {problem}", file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
     gradebook_url = gradebook or f"sqlite:///{(out_dir / 'gradebook.db').resolve()}"
     book = open_gradebook(gradebook_url, grader.rubric)
@@ -108,50 +268,6 @@ def grade_batch(
             todo.append(submission)
     reused = len(results)
 
-    jobs: queue.Queue = queue.Queue()
-    for number, submission in enumerate(todo):
-        jobs.put((number, submission))
-    finished: queue.Queue = queue.Queue()
-
-    def work(index: int) -> None:
-        worker = Worker(index, device, grader.rubric.limits, info)
-        try:
-            worker.start()  # warm once (torch imported) before the first student's clock starts
-        except Exception as exc:
-            startup_error = f"the sandbox worker could not start: {exc}"
-        else:
-            startup_error = None
-        try:
-            while True:
-                try:
-                    number, submission = jobs.get_nowait()
-                except queue.Empty:
-                    return
-                if startup_error:
-                    finished.put(
-                        grader.fatal_result(submission.student, "", startup_error, info.description)
-                    )
-                    continue
-                try:
-                    finished.put(grade_one(grader, worker, submission, number))
-                except Exception as exc:  # a bug of ours must not lose the batch
-                    finished.put(
-                        grader.fatal_result(
-                            submission.student,
-                            "",
-                            f"internal grader error: {exc!r}",
-                            info.description,
-                        )
-                    )
-        finally:
-            worker.kill()
-
-    threads = [
-        threading.Thread(target=work, args=(i,), daemon=True)
-        for i in range(max(1, min(workers, len(todo))))
-    ]
-    for thread in threads:
-        thread.start()
     bar = tqdm(
         total=len(todo),
         desc=f"grading {assignment}",
@@ -159,26 +275,35 @@ def grade_batch(
         disable=not progress,
         file=sys.stderr,
     )
-    for _ in todo:
-        result = finished.get()
-        write_json_atomic(out_dir / result.student / "results.json", result.to_gradescope())
-        write_feedback(out_dir / result.student / "feedback.html", result, grader.rubric)
-        record(book, grader.rubric, result)
-        results[result.student] = result
-        bar.set_postfix_str(f"{result.student}: {result.score:g}/{result.max_score:g}")
-        bar.update()
+    if todo:
+        finished = run_judges(
+            grader, todo, workers=workers, device=device, info=info, course=course
+        )
+        for result in finished:
+            write_json_atomic(out_dir / result.student / "results.json", result.to_gradescope())
+            write_feedback(out_dir / result.student / "feedback.html", result, grader.rubric)
+            record(book, grader.rubric, result)
+            results[result.student] = result
+            bar.set_postfix_str(f"{result.student}: {result.score:g}/{result.max_score:g}")
+            bar.update()
     bar.close()
-    for thread in threads:
-        thread.join()
     book.close()
 
     ordered = [results[key] for key in sorted(results)]
     summary = BatchSummary(
-        assignment, out_dir, ordered, len(todo), reused, info, device, time.monotonic() - started
+        assignment,
+        out_dir,
+        ordered,
+        len(todo),
+        reused,
+        info,
+        device,
+        time.monotonic() - started,
+        problems=problems,
     )
     summary.paths["grades"] = write_grades_csv(out_dir / "grades.csv", ordered, grader.rubric)
     summary.paths["report"] = write_class_report(
-        out_dir / "report.html", ordered, grader.rubric, info, device
+        out_dir / "report.html", ordered, grader.rubric, info, device, problems
     )
     summary.paths["gradebook"] = (
         Path(gradebook_url.removeprefix("sqlite:///"))
@@ -186,25 +311,3 @@ def grade_batch(
         else Path(gradebook_url)
     )
     return summary
-
-
-def grade_one(
-    grader: AssignmentGrader, worker: Worker, submission: Submission, number: int
-) -> SubmissionResult:
-    if submission.path is None:
-        return grader.fatal_result(
-            submission.student, "", submission.problem, worker.info.description
-        )
-    try:
-        raw = submission.path.read_bytes()
-    except OSError as exc:
-        return grader.fatal_result(
-            submission.student,
-            "",
-            f"could not read the file ({exc.strerror})",
-            worker.info.description,
-        )
-    result = grader.grade(worker, raw, submission.student, job_id=number)
-    if submission.problem:
-        result.notes.insert(0, submission.problem)
-    return result

@@ -85,7 +85,7 @@ def write_feedback(path: Path, result: SubmissionResult, rubric: Rubric) -> Path
         f"{_sandbox_note(result.sandbox)}<p class='muted'>Device: {html.escape(result.device)}. Grading took {result.execution_time:.1f} s.</p>"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_page(f"Feedback {result.student}", body))
+    path.write_text(_page(f"Feedback {result.student}", body), encoding="utf-8")
     return path
 
 
@@ -105,7 +105,12 @@ def write_grades_csv(path: Path, results: list[SubmissionResult], rubric: Rubric
 
 
 def write_class_report(
-    path: Path, results: list[SubmissionResult], rubric: Rubric, sandbox: SandboxInfo, device: str
+    path: Path,
+    results: list[SubmissionResult],
+    rubric: Rubric,
+    sandbox: SandboxInfo,
+    device: str,
+    problems: list[str] = (),
 ) -> Path:
     """Where the class struggles: score histogram, pass rate per check, time per submission."""
     figures = []
@@ -166,8 +171,9 @@ def write_class_report(
         f"<h1>{html.escape(rubric.title)} — class report</h1>"
         f"<p>{len(results)} submissions, median score {median:g} / {rubric.total_points:g}. Device: {html.escape(device)}.</p>"
         f"{_sandbox_note(sandbox.description)}"
-        f"<h2>Where the class struggles</h2><ul>{hardest or '<li>every check passed by everyone</li>'}</ul>"
+        + "".join(f"<p class='note weak'>{html.escape(p)}</p>" for p in problems)
+        + f"<h2>Where the class struggles</h2><ul>{hardest or '<li>every check passed by everyone</li>'}</ul>"
         f"{''.join(figures)}<h2>Students</h2><table><tr><th>student</th><th>score</th><th>time</th><th>notes</th></tr>{rows}</table>"
     )
-    path.write_text(_page(f"Class report {rubric.assignment}", body))
+    path.write_text(_page(f"Class report {rubric.assignment}", body), encoding="utf-8")
     return path

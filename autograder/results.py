@@ -11,6 +11,11 @@ from pathlib import Path
 TIMING_FIELDS = ("execution_time",)  # what differs between two gradings of one submission
 
 
+def clean(text: str) -> str:
+    """Valid UTF-8 (lone surrogates and the like replaced): safe to write to any file."""
+    return str(text).encode("utf-8", "replace").decode("utf-8")
+
+
 @dataclass
 class TestResult:
     __test__ = False  # a result, not a pytest test class
@@ -21,6 +26,9 @@ class TestResult:
     max_score: float
     passed: bool
     output: str
+
+    def __post_init__(self) -> None:
+        self.name, self.output = clean(self.name), clean(self.output)
 
 
 @dataclass
@@ -37,6 +45,13 @@ class SubmissionResult:
     execution_time: float = 0.0
     output_tail: str = ""
     fatal: str | None = None
+
+    def __post_init__(self) -> None:
+        """Every string from a submission or a child is made valid UTF-8 here, once."""
+        self.student = clean(self.student)
+        self.notes = [clean(note) for note in self.notes]
+        self.output_tail = clean(self.output_tail)
+        self.fatal = None if self.fatal is None else clean(self.fatal)
 
     def to_gradescope(self) -> dict:
         """Gradescope's autograder results schema, with our details under ``extra_data``."""

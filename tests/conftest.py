@@ -1,15 +1,17 @@
-"""Shared fixtures: the course, one grader and one sandbox worker per assignment."""
+"""Shared fixtures: the course, the sandbox mode, and grading through the real batch path."""
 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
+from autograder.batch import grade_batch
 from autograder.course import Course
-from autograder.grader import AssignmentGrader
-from autograder.sandbox import SandboxInfo, Worker, check_bubblewrap
+from autograder.results import SubmissionResult
+from autograder.sandbox import SandboxInfo, check_bubblewrap
 
 COURSE = Course.here()
 
@@ -29,12 +31,9 @@ def course() -> Course:
 
 def load_cnnkit():
     """The shared notebook helper module, imported from source/ as notebooks import it."""
-    import importlib.util
+    from autograder.course import load_helper
 
-    spec = importlib.util.spec_from_file_location("cnnkit", COURSE.helper_module)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_helper()
 
 
 @pytest.fixture(scope="session")
@@ -49,42 +48,27 @@ def bubblewrap(sandbox_info) -> SandboxInfo:
     return sandbox_info
 
 
-class GradingKit:
-    """Graders and started workers, created once per assignment and sandbox mode."""
-
-    def __init__(self, info: SandboxInfo) -> None:
-        self.info = info
-        self.graders: dict[str, AssignmentGrader] = {}
-        self.workers: dict[tuple[str, str], Worker] = {}
-
-    def grader(self, assignment: str) -> AssignmentGrader:
-        if assignment not in self.graders:
-            self.graders[assignment] = AssignmentGrader(COURSE, assignment, "cpu")
-        return self.graders[assignment]
-
-    def worker(self, assignment: str, mode: str | None = None) -> Worker:
-        info = self.info if mode in (None, self.info.mode) else SandboxInfo("rlimits", "test")
-        key = (assignment, info.mode)
-        if key not in self.workers:
-            grader = self.grader(assignment)
-            worker = Worker(len(self.workers), "cpu", grader.rubric.limits, info)
-            worker.start()
-            self.workers[key] = worker
-        return self.workers[key]
-
-    def grade(self, assignment: str, raw: bytes, student: str = "student", mode: str | None = None):
-        return self.grader(assignment).grade(self.worker(assignment, mode), raw, student)
-
-    def close(self) -> None:
-        for worker in self.workers.values():
-            worker.kill()
+def grade_notebooks(
+    assignment: str, notebooks: dict[str, bytes], root: Path, **options
+) -> dict[str, SubmissionResult]:
+    """Grade ``{student: notebook bytes}`` in one batch, as ``grade`` does."""
+    folder = root / "submitted"
+    folder.mkdir(parents=True, exist_ok=True)
+    for student, raw in notebooks.items():
+        (folder / f"{student}.ipynb").write_bytes(raw)
+    options = {"workers": 2, "progress": False, **options}
+    summary = grade_batch(assignment, folder, root / "graded", **options)
+    return {result.student: result for result in summary.results}
 
 
 @pytest.fixture(scope="session")
-def kit(sandbox_info):
-    kit = GradingKit(sandbox_info)
-    yield kit
-    kit.close()
+def grade(tmp_path_factory):
+    """``grade(assignment, {student: bytes}, **options)``: results by student."""
+
+    def run(assignment: str, notebooks: dict[str, bytes], **options):
+        return grade_notebooks(assignment, notebooks, tmp_path_factory.mktemp("batch"), **options)
+
+    return run
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
-"""Every assignment, end to end: does the solution earn full marks, the release zero,
-and does each plausible bug lose exactly the checks it should?"""
+"""Every assignment, end to end through ``grade``: does the solution earn full marks, the
+release zero, a lazy submission zero, and does each plausible bug lose exactly its checks?
+And do the hidden pytest files run in both of their modes?"""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -11,13 +13,49 @@ import sys
 import pytest
 
 from autograder.course import Course
-from autograder.mutants import apply_mutant, load_mutants
+from autograder.mutants import apply_lazy, apply_mutant, load_lazy, load_mutants
 from autograder.notebook import read_source
 from autograder.rubric import load_rubric
-from autograder.suite import load_suite
 
-ASSIGNMENTS = Course.here().assignments()
+COURSE = Course.here()
+ASSIGNMENTS = COURSE.assignments()
 MUTANTS = [(a, m) for a in ASSIGNMENTS for m in load_mutants(a)]
+LAZY = [(a, lazy) for a in ASSIGNMENTS for lazy in load_lazy(a)]
+
+
+def suite_path(assignment: str):
+    return COURSE.root / "autograder" / "suites" / f"test_{assignment}.py"
+
+
+def suite_checks(assignment: str) -> list[str]:
+    tree = ast.parse(suite_path(assignment).read_text())
+    return [
+        node.name.removeprefix("test_")
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    ]
+
+
+@pytest.fixture(scope="session")
+def graded(grade):
+    """One batch per assignment: the solution, the release, every mutant and lazy variant."""
+    cache = {}
+
+    def results(assignment: str):
+        if assignment not in cache:
+            source = COURSE.source_notebook(assignment)
+            notebooks = {
+                "solution": source.read_bytes(),
+                "release": COURSE.release_notebook(assignment).read_bytes(),
+            }
+            notebooks.update(
+                {f"m-{m.name}": apply_mutant(source, m) for m in load_mutants(assignment)}
+            )
+            notebooks.update({f"l-{z.name}": apply_lazy(source, z) for z in load_lazy(assignment)})
+            cache[assignment] = grade(assignment, notebooks)
+        return cache[assignment]
+
+    return results
 
 
 def test_there_are_assignments():
@@ -47,36 +85,56 @@ def test_rubric_notebook_and_suite_agree(course, assignment):
         )
     for setup in rubric.setup_cells:
         assert by_id[setup].locked and not by_id[setup].solution
-    assert set(load_suite(assignment).builders) == {c.id for c in rubric.checks}
+    tests = suite_checks(assignment)
+    assert len(tests) == len(set(tests)), "one test function per check"
+    assert set(tests) == {c.id for c in rubric.checks}, "tests and rubric agree both ways"
     graded_total = sum(c.points for c in cells if c.grade)
     assert graded_total == rubric.total_points
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_solution_scores_full_marks(kit, course, assignment):
-    result = kit.grade(assignment, course.source_notebook(assignment).read_bytes(), "solution")
+def test_solution_scores_full_marks(graded, assignment):
+    result = graded(assignment)["solution"]
     failed = [(t.check, t.output) for t in result.tests if not t.passed]
     assert not failed
     assert result.score == result.max_score > 0
     assert not result.notes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_release_scores_zero(kit, course, assignment):
-    result = kit.grade(assignment, course.release_notebook(assignment).read_bytes(), "release")
+def test_release_scores_zero(graded, assignment):
+    result = graded(assignment)["release"]
     assert result.score == 0
     assert all("NotImplementedError" in t.output for t in result.tests), [
         t.output for t in result.tests if "NotImplementedError" not in t.output
     ]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("assignment", "lazy"), LAZY, ids=[f"{a}-{z.name}" for a, z in LAZY])
+def test_lazy_submission_scores_zero(graded, assignment, lazy):
+    result = graded(assignment)[f"l-{lazy.name}"]
+    assert result.score == 0, [(t.check, t.output) for t in result.tests if t.passed]
+    assert not result.fatal
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_assignment_has_lazy_submissions(assignment):
+    rubric = load_rubric(COURSE.rubric_path(assignment))
+    lazy = load_lazy(assignment)
+    assert len(lazy) >= 2
+    for variant in lazy:
+        assert {cell for cell, _ in variant.bodies} == {p.answer_cell for p in rubric.parts}
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("assignment", "mutant"), MUTANTS, ids=[f"{a}-{m.name}" for a, m in MUTANTS]
 )
-def test_plausible_bug_loses_exactly_its_checks(kit, course, assignment, mutant):
-    result = kit.grade(
-        assignment, apply_mutant(course.source_notebook(assignment), mutant), mutant.name
-    )
+def test_plausible_bug_loses_exactly_its_checks(graded, course, assignment, mutant):
+    result = graded(assignment)[f"m-{mutant.name}"]
     lost = {t.check for t in result.tests if not t.passed}
     assert lost == set(mutant.loses), {t.check: t.output for t in result.tests if not t.passed}
     rubric = load_rubric(course.rubric_path(assignment))
@@ -89,6 +147,34 @@ def test_every_part_has_a_plausible_bug(course, assignment):
     covered = {m.cell for m in load_mutants(assignment)}
     assert {p.answer_cell for p in rubric.parts} <= covered
     assert sum(m.demo for m in load_mutants(assignment)) == 1
+
+
+def run_suite(assignment: str, *extra: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "pytest", str(suite_path(assignment)), "-q"]
+    command += ["-p", "no:cacheprovider", *extra]
+    return subprocess.run(command, cwd=COURSE.root, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_hidden_suite_passes_on_the_solution_in_process(assignment):
+    done = run_suite(assignment)
+    assert done.returncode == 0, done.stdout[-3000:]
+    rubric = load_rubric(COURSE.rubric_path(assignment))
+    assert f"score: {rubric.total_points:g}/{rubric.total_points:g}" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_hidden_suite_grades_one_submission_through_the_sandbox(assignment):
+    release = COURSE.release_notebook(assignment)
+    done = run_suite(assignment, "--submission", str(release))
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert "score: 0/" in done.stdout
+    assert "FAIL 0/" in done.stdout and "NotImplementedError" in done.stdout
+    assert "def test_" not in done.stdout and "assert " not in done.stdout  # no test source
+    done = run_suite(assignment, "--submission", str(COURSE.source_notebook(assignment)))
+    assert done.returncode == 0, done.stdout[-3000:]
 
 
 @pytest.mark.slow
@@ -120,17 +206,9 @@ def test_source_notebook_runs_top_to_bottom_in_smoke_mode(course, assignment, tm
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_solution_scores_full_marks_on_cuda(course, sandbox_info, assignment):
-    from autograder.grader import AssignmentGrader
-    from autograder.sandbox import Worker
-
-    grader = AssignmentGrader(course, assignment, "cuda")
-    worker = Worker(90, "cuda", grader.rubric.limits, sandbox_info)
-    worker.start()
-    try:
-        result = grader.grade(worker, course.source_notebook(assignment).read_bytes(), "solution")
-    finally:
-        worker.kill()
+def test_solution_scores_full_marks_on_cuda(grade, course, assignment):
+    notebooks = {"solution": course.source_notebook(assignment).read_bytes()}
+    result = grade(assignment, notebooks, device="cuda", workers=1)["solution"]
     assert result.device == "cuda"
     assert result.score == result.max_score, [
         (t.check, t.output) for t in result.tests if not t.passed

@@ -36,7 +36,9 @@ def test_regenerating_the_release_gives_the_committed_files_byte_for_byte(course
 
 
 def test_no_solution_code_or_hidden_test_text_in_the_release(course):
-    hidden_sources = [p.read_text() for p in (course.root / "autograder" / "suites").glob("m*.py")]
+    hidden_sources = [
+        p.read_text() for p in (course.root / "autograder" / "suites").glob("test_*.py")
+    ]
     for assignment in course.assignments():
         public = {
             line.strip()

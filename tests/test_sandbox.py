@@ -1,21 +1,24 @@
 """Is student code contained: no view of the course's secrets, no network, bounded
-resources, and a batch that survives hangs and crashes?"""
+resources, fresh state per submission, and a session that survives hangs and crashes?"""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 import torch
 
 from autograder.course import Course
+from autograder.remote import CallContext, SandboxLimit, StaleHandle, Student, StudentError
 from autograder.rubric import Limits
-from autograder.sandbox import SandboxInfo, Worker, execute
+from autograder.sandbox import SandboxInfo, SandboxSession, Worker
 
 LIMITS = Limits(
-    cell_seconds=5,
-    check_seconds=3,
-    submission_seconds=60,
+    cell_cpu_seconds=5,
+    call_cpu_seconds=3,
+    submission_seconds=120,
     memory_mb=1024,
-    cpu_seconds=20,
+    cpu_seconds=30,
     processes=16,
     file_size_mb=1,
 )
@@ -23,7 +26,7 @@ REPO = Course.here().root
 
 
 @pytest.fixture(scope="module", params=["bubblewrap", "rlimits"])
-def worker(request, sandbox_info, tmp_path_factory):
+def worker(request, sandbox_info):
     if request.param == "bubblewrap" and sandbox_info.mode != "bubblewrap":
         pytest.skip(f"bubblewrap does not work here: {sandbox_info.reason}")
     info = sandbox_info if request.param == "bubblewrap" else SandboxInfo("rlimits", "test")
@@ -33,77 +36,146 @@ def worker(request, sandbox_info, tmp_path_factory):
     worker.kill()
 
 
-def run(worker, cells: dict[str, str], probes: list[dict], files=None):
+def session(
+    worker, cells: dict[str, str], files=None, cpu: float = 3
+) -> tuple[SandboxSession, Student]:
     cell_list = [{"id": key, "source": value} for key, value in cells.items()]
-    return execute(worker, cell_list, probes, files or {}, job_id=1)
-
-
-def call(function, *args, **extra):
-    return {"kind": "call", "function": function, "args": args, "kwargs": {}, **extra}
+    running = SandboxSession(worker, cell_list, files or {})
+    running.context = CallContext(cpu_seconds=cpu, wall_seconds=3 * cpu + 10)
+    return running, Student(running)
 
 
 def test_results_come_back_and_helper_modules_are_importable(worker):
-    out = run(
+    running, student = session(
         worker,
         {"a": "import helper\ndef f(x):\n    return x * helper.VALUE\n"},
-        [call("f", torch.ones(2))],
         files={"helper.py": "VALUE = 42\n"},
     )
-    assert out.results[0]["ok"] and torch.equal(
-        out.results[0]["value"]["__tensor__"], torch.full((2,), 42.0)
-    )
+    assert torch.equal(student.f(torch.ones(2)), torch.full((2,), 42.0))
+    running.close()
 
 
-def test_a_hanging_check_costs_only_itself(worker):
+def test_objects_stay_behind_as_handles(worker):
+    cells = {
+        "a": "import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.lin = torch.nn.Linear(2, 1)\n    def forward(self, x):\n        return self.lin(x)\n"
+        "def gen():\n    yield from range(3)\n"
+    }
+    running, student = session(worker, cells)
+    net = student.Net()
+    assert "Net" in repr(net)
+    state = net.state_dict()
+    assert set(state) == {"lin.weight", "lin.bias"}
+    net.load_state_dict({"lin.weight": torch.ones(1, 2), "lin.bias": torch.zeros(1)})
+    assert torch.equal(net(torch.ones(3, 2)), torch.full((3, 1), 2.0))
+    assert net.get("training") is True
+    net.eval()
+    assert net.get("training") is False
+    assert list(student.gen()) == [0, 1, 2]
+    assert [tuple(p.shape) for p in net.parameters()] == [(1, 2), (1,)]
+    running.close()
+
+
+def test_a_hanging_call_costs_only_itself(worker):
     cells = {"a": "def hang(x):\n    while True:\n        pass\ndef ok(x):\n    return x + 1\n"}
+    running, student = session(worker, cells, cpu=1)
     restarts = worker.restarts
-    out = run(worker, cells, [call("ok", 1), call("hang", 1, wall_seconds=1), call("ok", 2)])
-    assert out.results[0]["value"] == 2 and out.results[2]["value"] == 3
-    assert "time limit (1 s) exceeded" in out.results[1]["error"]
-    assert worker.restarts == restarts, (
-        "the warm server killed the child; no new sandbox was needed"
-    )
+    assert student.ok(1) == 2
+    started = time.monotonic()
+    with pytest.raises(SandboxLimit, match="CPU time limit"):
+        student.hang(1)
+    assert time.monotonic() - started < 10
+    assert student.ok(2) == 3, "a new child ran the cells again"
+    assert worker.restarts == restarts, "the warm server killed the child; no new sandbox"
+    running.close()
+
+
+def test_a_sleeping_call_meets_the_wall_clock(worker):
+    running, student = session(worker, {"a": "import time\ndef nap():\n    time.sleep(60)\n"})
+    running.context = CallContext(cpu_seconds=1, wall_seconds=2)
+    with pytest.raises(SandboxLimit, match="wall clock"):
+        student.nap()
+    running.close()
+
+
+def test_handles_from_a_dead_child_are_stale(worker):
+    cells = {"a": "import os\nclass Box:\n    pass\ndef die():\n    os._exit(3)\n"}
+    running, student = session(worker, cells)
+    box = student.Box()
+    with pytest.raises(SandboxLimit, match="ended unexpectedly"):
+        student.die()
+    with pytest.raises(StaleHandle):
+        student.lib("math").floor(box)
+    running.close()
 
 
 def test_exiting_the_process_costs_only_that_cell(worker):
     cells = {"bad": "import os\nos._exit(0)\n", "good": "def ok():\n    return 'fine'\n"}
-    out = run(worker, cells, [call("ok")])
-    assert "ended unexpectedly" in out.cell_errors["bad"]
-    assert out.results[0]["value"] == "fine"
+    running, student = session(worker, cells)
+    assert student.ok() == "fine"
+    assert "ended unexpectedly" in running.cell_errors["bad"]
+    running.close()
 
 
 def test_sys_exit_and_keyboard_interrupt_are_ordinary_errors(worker):
     cells = {"a": "import sys\ndef f():\n    sys.exit(0)\ndef g():\n    raise KeyboardInterrupt\n"}
-    out = run(worker, cells, [call("f"), call("g")])
-    assert out.results[0]["error"].startswith("SystemExit") and out.results[1]["error"].startswith(
-        "KeyboardInterrupt"
-    )
+    running, student = session(worker, cells)
+    with pytest.raises(StudentError, match="^SystemExit"):
+        student.f()
+    with pytest.raises(StudentError, match="^KeyboardInterrupt.*cell a, line 5"):
+        student.g()
+    running.close()
 
 
 def test_a_huge_allocation_fails_cleanly(worker):
     cells = {
         "a": "import torch\ndef big():\n    return torch.empty(50 * 2**30, dtype=torch.uint8).sum()\ndef small():\n    return 1\n"
     }
-    out = run(worker, cells, [call("big"), call("small")])
-    assert not out.results[0]["ok"] and out.results[1]["value"] == 1
+    running, student = session(worker, cells)
+    with pytest.raises((StudentError, SandboxLimit)):
+        student.big()
+    assert student.small() == 1
+    running.close()
 
 
 def test_printing_is_bounded_and_its_tail_is_kept(worker):
     cells = {
         "a": "def shout():\n    for _ in range(10**6):\n        print('x' * 100)\n    return 'done'\n"
     }
-    out = run(worker, cells, [call("shout")])
-    assert not out.results[0]["ok"] or out.results[0]["value"] == "done"
-    assert "x" * 50 in out.output_tail and len(out.output_tail) <= 2000
+    running, student = session(worker, cells)
+    try:
+        student.shout()
+    except StudentError:
+        pass
+    running.close()
+    assert "x" * 50 in running.output_tail and len(running.output_tail) <= 2000
+
+
+def test_tmp_and_the_working_directory_are_fresh_for_each_submission(worker):
+    write = "import os, tempfile\nopen('/tmp/left', 'w').write('x')\nopen('here', 'w').write('x')\n"
+    write += "open(os.path.join(tempfile.gettempdir(), 'mine'), 'w').write('x')\n"
+    running, student = session(worker, {"w": write + "def ok():\n    return 1\n"})
+    assert student.ok() == 1
+    running.close()
+    look = "import os\ndef look():\n    return [os.path.exists(p) for p in ('/tmp/left', 'here', 'mine')]\n"
+    running, student = session(worker, {"l": look})
+    if worker.info.mode == "bubblewrap":
+        assert student.look() == [False, False, False]
+    else:
+        assert student.look()[1:] == [False, False]
+    running.close()
 
 
 def test_a_daemon_does_not_outlive_its_submission(worker):
     spawn = "import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
-    run(worker, {"spawn": spawn}, [])
+    running, student = session(worker, {"spawn": spawn + "def ok():\n    return 1\n"})
+    assert student.ok() == 1
+    running.close()
     count = "import os\ndef processes():\n    return len([p for p in os.listdir('/proc') if p.isdigit()])\n"
-    out = run(worker, {"count": count}, [call("processes")])
+    running, student = session(worker, {"count": count})
     if worker.info.mode == "bubblewrap":  # a private PID namespace: init, the server and this child
-        assert out.results[0]["value"] <= 3
+        assert student.processes() <= 3
+    running.close()
 
 
 def test_the_sandbox_hides_the_course_and_the_network(worker):
@@ -123,8 +195,9 @@ def look():
     seen['uid'] = os.getuid()
     return seen
 """
-    out = run(worker, {"a": probe}, [call("look")])
-    seen = out.results[0]["value"]
+    running, student = session(worker, {"a": probe})
+    seen = student.look()
+    running.close()
     assert not any(v for k, v in seen.items() if k != "uid"), seen
     assert seen["uid"] != 0
 
@@ -133,5 +206,6 @@ def test_a_fork_bomb_is_bounded(worker):
     if worker.info.mode != "bubblewrap":
         pytest.skip("without a uid of its own the process limit would hit the grader too")
     bomb = "import os\ndef bomb():\n    n = 0\n    for _ in range(10000):\n        try:\n            if os.fork() == 0:\n                import time; time.sleep(30); os._exit(0)\n            n += 1\n        except OSError:\n            break\n    return n\n"
-    out = run(worker, {"a": bomb}, [call("bomb", wall_seconds=10)])
-    assert out.results[0]["ok"] and out.results[0]["value"] < LIMITS.processes + 5
+    running, student = session(worker, {"a": bomb}, cpu=10)
+    assert student.bomb() < LIMITS.processes + 5
+    running.close()

@@ -1,71 +1,170 @@
-"""Does the static scan see forbidden APIs through aliases and escape hatches, without false alarms?"""
+"""Is the from-scratch rule decided right: forbidden APIs found through aliases, attribute
+chains, class attributes, default arguments and namespaces, across cells; escapes found
+where they can matter, and nothing voided that cannot reach them?"""
 
 from __future__ import annotations
 
 import pytest
 
-from autograder.staticcheck import scan
+from autograder.staticcheck import analyze
 
 FORBIDDEN = ("torch.nn.functional.conv2d", "torch.conv2d", "torch.nn.Conv2d", "scipy")
+SETUP = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\nimport numpy as np\n"
+
+
+def findings(*cells: str, function: str = "conv2d", forbidden=FORBIDDEN):
+    program = [("setup", SETUP, True)] + [(f"c{i}", text, False) for i, text in enumerate(cells)]
+    return analyze(program, [("part", function, forbidden)]).get("part", [])
 
 
 @pytest.mark.parametrize(
-    "source",
+    "cells",
     [
-        "import torch.nn.functional as F\ndef f(x, w):\n    return F.conv2d(x, w)\n",
-        "from torch.nn.functional import conv2d as c\ndef f(x, w):\n    return c(x, w)\n",
-        "import torch\ndef f(x, w):\n    return torch.conv2d(x, w)\n",
-        "from torch import nn\ndef f(x):\n    return nn.Conv2d(3, 4, 3)(x)\n",
-        "import torch.nn as tnn\nlayer = tnn.Conv2d\n",
-        "from scipy import signal\n",
-        "import scipy.signal\n",
+        ("def conv2d(x, w):\n    return F.conv2d(x, w)\n",),
+        ("from torch.nn.functional import conv2d as c\ndef conv2d(x, w):\n    return c(x, w)\n",),
+        ("def conv2d(x, w):\n    return torch.conv2d(x, w)\n",),
+        ("def conv2d(x, w):\n    return nn.Conv2d(3, 4, 3)(x)\n",),
+        ("def conv2d(x, w):\n    return torch.nn.functional.conv2d(x, w)\n",),
+        ("def conv2d(x, w):\n    return nn.functional.conv2d(x, w)\n",),
+        ("def conv2d(x, w):\n    f = F\n    return f.conv2d(x, w)\n",),
+        ("def conv2d(x, w, _op=F.conv2d):\n    return _op(x, w)\n",),
+        ("def conv2d(x, w):\n    return getattr(F, 'conv2d')(x, w)\n",),
+        ("def conv2d(x, w):\n    return vars(F)['conv2d'](x, w)\n",),
+        ("def conv2d(x, w):\n    return F.__dict__['conv2d'](x, w)\n",),
+        ("def conv2d(x, w):\n    return globals()['F'].conv2d(x, w)\n",),
+        ("class Ops:\n    op = F.conv2d\n", "def conv2d(x, w):\n    return Ops.op(x, w)\n"),
+        ("OP = F.conv2d\n", "def conv2d(x, w):\n    return OP(x, w)\n"),
+        (
+            "def helper(x, w):\n    return F.conv2d(x, w)\n",
+            "def conv2d(x, w):\n    return helper(x, w)\n",
+        ),
+        ("import scipy.signal\ndef conv2d(x, w):\n    return scipy.signal.correlate(x, w)\n",),
     ],
 )
-def test_forbidden_apis_are_found_through_aliases(source):
-    findings = scan("cell", source, FORBIDDEN)
-    assert findings and not findings[0].escape
-    assert "forbids" in findings[0].describe()
+def test_forbidden_apis_are_found_through_aliases_and_cells(cells):
+    found = findings(*cells)
+    assert found and any(not f.escape for f in found), found
+    assert "which this task forbids" in found[0].describe()
 
 
 @pytest.mark.parametrize(
-    ("source", "name"),
+    ("cells", "name"),
     [
         (
-            "import torch.nn.functional as F\nf = getattr(F, 'conv' + '2d')\n",
+            "def conv2d(x, w):\n    return getattr(F, 'conv' + '2d')(x, w)\n",
             "getattr with a computed name",
         ),
-        ("import torch.nn.functional as F\nf = getattr(F, 'conv2d')\n", "getattr(..., 'conv2d')"),
-        ("import importlib\nF = importlib.import_module('torch.nn.functional')\n", "importlib"),
-        ("F = __import__('torch.nn.functional')\n", "__import__"),
-        ("import torch\nop = torch.ops.aten.convolution\n", "torch.ops"),
-        ("import torch\nop = torch._C._nn\n", "torch._C"),
-        ("y = eval('1 + 1')\n", "eval"),
-        ("import sys\nm = sys.modules['torch']\n", "sys.modules"),
         (
-            "from torch.utils._python_dispatch import TorchDispatchMode\n",
-            "torch.utils._python_dispatch",
+            "import importlib\ndef conv2d(x, w):\n    return importlib.import_module('torch').conv2d(x, w)\n",
+            "importlib",
         ),
+        ("def conv2d(x, w):\n    return __import__('torch').conv2d(x, w)\n", "__import__"),
+        ("def conv2d(x, w):\n    return torch.ops.aten.convolution(x, w)\n", "torch.ops"),
+        ("def conv2d(x, w):\n    return torch._C._nn.x(x)\n", "torch._C"),
+        ("def conv2d(x, w):\n    return eval('x')\n", "eval"),
+        (
+            "import sys\ndef conv2d(x, w):\n    return sys.modules['torch'].conv2d(x, w)\n",
+            "sys.modules",
+        ),
+        (
+            "import threading\ndef conv2d(x, w):\n    out = []\n    threading.Thread(target=lambda: out.append(x)).start()\n    return out\n",
+            "threading",
+        ),
+        (
+            "import objects\nobjects.ObjectServer.to_judge = lambda *a: 0\n",
+            "an assignment to objects",
+        ),
+        ("import objects\ndef conv2d(x, w):\n    return objects.RecordOps\n", "objects"),
+        (
+            "def conv2d(x, w):\n    name = 'conv2d'\n    return vars(F)[name](x, w)\n",
+            "vars() of a module",
+        ),
+        ("def conv2d(x, w):\n    return F.__dict__[w](x)\n", "a module's __dict__"),
+        ("torch.add = lambda a, b: a\n", "an assignment to torch.add"),
+        ("exec('1')\n", "exec"),
     ],
 )
-def test_escape_hatches_are_reported(source, name):
-    findings = scan("cell", source, FORBIDDEN)
-    assert any(f.escape and f.name == name for f in findings), findings
-
-
-def test_clean_solution_code_has_no_findings(course):
-    from autograder.notebook import read_source
-
-    for cell in read_source(course.source_notebook("m06_02_convolution")):
-        if cell.solution:
-            assert scan(cell.grade_id, cell.source, FORBIDDEN) == [], cell.grade_id
-
-
-def test_model_eval_and_strings_are_not_false_alarms():
-    source = (
-        "def f(model, x):\n    model.eval()\n    name = 'conv2d'\n    return x.unfold(2, 3, 1)\n"
+def test_escapes_are_reported(cells, name):
+    found = findings(cells)
+    assert any(f.escape and f.name.startswith(name) for f in found), found
+    assert (
+        "can run code the from-scratch check cannot see"
+        in [f for f in found if f.escape][0].describe()
     )
-    assert scan("cell", source, FORBIDDEN) == []
 
 
-def test_syntax_errors_are_left_to_run_time():
-    assert scan("cell", "def f(:\n", FORBIDDEN) == []
+@pytest.mark.parametrize(
+    "cells",
+    [
+        # a computed getattr on self, an attribute named ops, in a class the function never uses
+        (
+            "class DoubleConv(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+            "        self.ops = [1]\n    def forward(self, x):\n        for i in range(2):\n"
+            "            x = getattr(self, f'conv{i}')(x)\n        return x\n",
+            "def conv2d(x, w):\n    return (x * w).sum()\n",
+        ),
+        # forbidden calls in code the function does not reach: another cell's helper, a check
+        (
+            "def other(x, w):\n    return F.conv2d(x, w)\n",
+            "def conv2d(x, w):\n    return x.unfold(2, 3, 1)\n",
+        ),
+        # a parameter that shadows a module alias, and a local named like an escape
+        ("def conv2d(x, F):\n    compile = 3\n    return F.conv2d(x) + compile\n",),
+        # escape modules imported but unused at top level
+        ("import inspect\ndef conv2d(x, w):\n    return x @ w\n",),
+    ],
+)
+def test_no_false_alarms(cells):
+    assert findings(*cells) == []
+
+
+def test_only_the_part_that_reaches_an_escape_loses_it():
+    program = [
+        ("setup", SETUP, True),
+        (
+            "a",
+            "import threading\ndef helper(x):\n    threading.Thread(target=print).start()\n    return x\n",
+            False,
+        ),
+        ("b", "def uses_helper(x):\n    return helper(x)\n", False),
+        ("c", "def clean(x):\n    return x + 1\n", False),
+    ]
+    parts = [("p1", "uses_helper", ()), ("p2", "clean", ())]
+    result = analyze(program, parts)
+    assert set(result) == {"p1"}
+
+
+def test_top_level_escapes_void_every_part():
+    program = [
+        ("setup", SETUP, True),
+        ("a", "def clean(x):\n    return x + 1\n", False),
+        ("b", "import builtins\nbuiltins.abs = lambda v: v\n", False),
+    ]
+    result = analyze(program, [("p1", "clean", ()), ("p2", "other", ())])
+    assert set(result) == {"p1", "p2"}
+
+
+def test_trusted_setup_cells_are_not_findings():
+    program = [("setup", SETUP + "from torch.nn.functional import conv2d\n", True)]
+    program.append(("a", "def conv2d_mine(x):\n    return x\n", False))
+    assert analyze(program, [("p", "conv2d_mine", FORBIDDEN)]) == {}
+
+
+def test_prefix_patterns_from_the_rubric():
+    found = findings(
+        "def conv2d(x, w):\n    return F.conv_transpose2d(x, w)\n",
+        forbidden=("torch.nn.functional.conv*",),
+    )
+    assert found and not found[0].escape
+
+
+def test_a_cell_that_does_not_parse_has_no_findings():
+    assert findings("def conv2d(x, w:\n    return F.conv2d(x, w)\n") == []
+
+
+def test_clean_solutions_have_no_findings(course):
+    from autograder.grader import AssignmentGrader
+
+    for assignment in course.assignments():
+        grader = AssignmentGrader(course, assignment)
+        assert grader.solution().findings == {}, assignment

@@ -63,3 +63,56 @@ def apply_mutant(notebook: Path, mutant: Mutant) -> bytes:
         return source
 
     return edit_cell(notebook, mutant.cell, edit)
+
+
+@dataclass(frozen=True)
+class Lazy:
+    """A submission that does no work (zeros, constants, the input, noise): it must earn 0.
+
+    ``bodies`` maps answer cells to the code that replaces their solution block
+    (between ``### BEGIN SOLUTION`` and ``### END SOLUTION``), indented as written.
+    """
+
+    name: str
+    description: str
+    bodies: tuple[tuple[str, str], ...]
+
+
+def load_lazy(assignment: str) -> list[Lazy]:
+    path = HERE / f"{assignment}.yaml"
+    if not path.exists():
+        return []
+    data = yaml.safe_load(path.read_text()) or {}
+    return [
+        Lazy(raw["name"], raw["description"], tuple(raw["bodies"].items()))
+        for raw in data.get("lazy", [])
+    ]
+
+
+def apply_lazy(notebook: Path, lazy: Lazy) -> bytes:
+    """Replace every solution block of the named cells; the rest of each cell stays."""
+    data = json.loads(notebook.read_text())
+    bodies = dict(lazy.bodies)
+    for cell in data["cells"]:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id not in bodies:
+            continue
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        pieces = source.split("### BEGIN SOLUTION")
+        if len(pieces) < 2:
+            raise ValueError(f"lazy {lazy.name}: cell '{grade_id}' has no solution block")
+        out = pieces[0]
+        for index, piece in enumerate(pieces[1:]):
+            _, rest = piece.split("### END SOLUTION", 1)
+            indent = out[len(out.rstrip(" ")) :]
+            body = bodies[grade_id] if index == 0 else "pass"
+            lines = body.strip("\n").splitlines()
+            out += "### BEGIN SOLUTION\n" + "\n".join(
+                (indent + line) if i else line for i, line in enumerate(lines)
+            )
+            out += "\n" + indent + "### END SOLUTION" + rest
+        cell["source"] = out
+        del bodies[grade_id]
+    if bodies:
+        raise ValueError(f"lazy {lazy.name}: no cells {sorted(bodies)}")
+    return (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode()

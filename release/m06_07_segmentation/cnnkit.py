@@ -709,3 +709,40 @@ def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
                 noise = 0.3 * torch.randn(tensor.shape, generator=generator, dtype=torch.float64)
             tensor.copy_(noise)
     return module
+
+
+# --------------------------------------------------------------------------- grading helpers
+# The hidden tests build trusted models with these, in the sandbox and in the grader alike.
+
+LAYERS = {
+    "conv2d": torch.nn.Conv2d,
+    "linear": torch.nn.Linear,
+    "relu": torch.nn.ReLU,
+    "tanh": torch.nn.Tanh,
+    "flatten": torch.nn.Flatten,
+    "maxpool2d": torch.nn.MaxPool2d,
+    "avgpool2d": torch.nn.AvgPool2d,
+    "adaptiveavgpool2d": torch.nn.AdaptiveAvgPool2d,
+    "batchnorm2d": torch.nn.BatchNorm2d,
+    "dropout": torch.nn.Dropout,
+}
+
+
+def build_model(spec: dict) -> torch.nn.Sequential:
+    """A small ``nn.Sequential`` from a spec: ``{"layers": [["conv2d", 3, 4, 3], ["relu"],
+    ...], "state": {name: tensor}, "dtype": "float64", "train": False}``."""
+    layers = [LAYERS[name](*args) for name, *args in spec["layers"]]
+    model = torch.nn.Sequential(*layers).to(getattr(torch, spec.get("dtype", "float32")))
+    if spec.get("state") is not None:
+        model.load_state_dict(spec["state"])
+    return model.train(bool(spec.get("train", False)))
+
+
+def model_report(model: torch.nn.Module) -> dict:
+    """What a call did to a model: its mode, which parameters hold a non-zero gradient,
+    and its weights and statistics (a state dict)."""
+    return {
+        "training": model.training,
+        "grads": [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.parameters()],
+        "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+    }
