@@ -92,12 +92,19 @@ def _pss_kib(pid: int) -> int:
 
 
 class MemorySampler:
-    """Peak PSS of each process tree hanging directly below ``root`` (one per worker)."""
+    """Peak PSS of ``root`` itself and of each process tree directly below it.
+
+    For this grader each tree is a trusted judge process (``top``) with its sandbox
+    worker below it (``below``); for nbgrader, a kernel and its helpers.
+    """
 
     def __init__(self, root: int, interval: float = 0.25) -> None:
         self.root = root
         self.interval = interval
         self.peaks: list[int] = []
+        self.root_peak = 0
+        self.top_peak = 0
+        self.below_peak = 0
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -105,13 +112,17 @@ class MemorySampler:
         while not self.stop_event.is_set():
             tree = _children()
             sizes = []
+            self.root_peak = max(self.root_peak, _pss_kib(self.root))
             for top in tree.get(self.root, []):
-                stack, total = [top], 0
+                own = _pss_kib(top)
+                stack, below = list(tree.get(top, [])), 0
                 while stack:
                     pid = stack.pop()
-                    total += _pss_kib(pid)
+                    below += _pss_kib(pid)
                     stack.extend(tree.get(pid, []))
-                sizes.append(total)
+                self.top_peak = max(self.top_peak, own)
+                self.below_peak = max(self.below_peak, below)
+                sizes.append(own + below)
             for index, size in enumerate(sorted(sizes, reverse=True)):
                 if index < len(self.peaks):
                     self.peaks[index] = max(self.peaks[index], size)
@@ -131,6 +142,13 @@ class MemorySampler:
     def peak_mib(self) -> float:
         return max(self.peaks, default=0) / 1024
 
+    def split_mib(self) -> dict[str, float]:
+        return {
+            "parent": self.root_peak / 1024,
+            "judge": self.top_peak / 1024,
+            "sandbox_worker": self.below_peak / 1024,
+        }
+
 
 # --------------------------------------------------------------------------- runs
 
@@ -146,6 +164,7 @@ class RunFigures:
     per_minute: float
     peak_worker_mib: float
     scores: dict[str, float] = field(default_factory=dict)
+    peak_mib_by_role: dict[str, float] = field(default_factory=dict)
 
 
 def _p95(values: list[float]) -> float:
@@ -171,6 +190,7 @@ def run_ours(course: Course, assignment: str, folder: Path, out: Path, workers: 
         per_minute=60 * len(times) / wall,
         peak_worker_mib=memory.peak_mib,
         scores={r.student: r.score for r in summary.results},
+        peak_mib_by_role=memory.split_mib(),
     )
 
 
@@ -303,10 +323,16 @@ def plot(figures: dict, path: Path) -> None:
 
 def format_figures(figures: dict) -> str:
     def row(f: dict) -> str:
+        roles = f.get("peak_mib_by_role") or {}
+        split = (
+            f" (parent {roles['parent']:.0f}, judge {roles['judge']:.0f}, sandbox {roles['sandbox_worker']:.0f})"
+            if roles and f["system"] == "this grader"
+            else ""
+        )
         return (
             f"{f['system']:<20} N={f['submissions']:<4} workers={f['workers']}  wall {f['wall_seconds']:7.1f} s  "
             f"median {f['per_submission_median']:5.2f} s  p95 {f['per_submission_p95']:6.2f} s  "
-            f"{f['per_minute']:7.1f}/min  peak/worker {f['peak_worker_mib']:6.0f} MiB"
+            f"{f['per_minute']:7.1f}/min  peak/worker {f['peak_worker_mib']:6.0f} MiB{split}"
         )
 
     lines = [

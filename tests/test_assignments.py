@@ -213,3 +213,14 @@ def test_solution_scores_full_marks_on_cuda(grade, course, assignment):
     assert result.score == result.max_score, [
         (t.check, t.output) for t in result.tests if not t.passed
     ]
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_the_notebook_states_the_grading_limits(course, assignment):
+    limits = load_rubric(course.rubric_path(assignment)).limits
+    intro = read_source(course.source_notebook(assignment))[0].source
+    stated = (
+        f"Each call may use {limits.call_cpu_seconds:g} s of CPU time and each cell "
+        f"{limits.cell_cpu_seconds:g} s"
+    )
+    assert stated in intro and f"the whole submission has {limits.submission_seconds:g} s" in intro
