@@ -8,7 +8,10 @@ parametrize ids are the case labels feedback shows. The fixtures:
   function and returns plain values, objects that cannot cross come back as
   handles (see ``autograder/remote.py``);
 - ``inputs``: seeded random inputs keyed by the test's node id;
-- ``check``: comparisons with this check's rubric tolerances.
+- ``check``: comparisons with this check's rubric tolerances;
+- ``reference``: ``reference(lambda: ref.conv2d(...))`` computes a trusted value
+  once per case and reuses it for every later submission of a batch (inputs are
+  seeded by the case, so the value is the same).
 
 The same file runs in three modes:
 
@@ -152,6 +155,7 @@ class Grading:
         self.fatal: str | None = None
         self.info: SandboxInfo | None = None
         self.worker: Worker | None = None
+        self.references: dict[tuple[str, int], object] = {}
 
     # ---------------------------------------------------------------- collection
 
@@ -433,3 +437,22 @@ def inputs(request: pytest.FixtureRequest) -> Fixtures:
 def check(request: pytest.FixtureRequest) -> CheckHelper:
     """Comparisons with this check's rubric tolerances, on the grading device."""
     return CheckHelper(_spec(request).check, STATE.device)
+
+
+@pytest.fixture
+def reference(request: pytest.FixtureRequest):
+    """``reference(thunk)``: the thunk's value, computed once per case and batch.
+
+    Draw every random input before the first ``reference`` call of a test: a cached
+    thunk does not run, so draws inside it would shift the ones after it.
+    """
+    node = _spec(request) and request.node.nodeid
+    counter = iter(range(1 << 30))
+
+    def cached(thunk):
+        key = (node, next(counter))
+        if key not in STATE.references:
+            STATE.references[key] = thunk()
+        return STATE.references[key]
+
+    return cached
