@@ -46,6 +46,7 @@ def format_summary(summary: BatchSummary) -> str:
         lines.append(
             f"{result.student:<{width}}  {result.score:>5g} / {result.max_score:<3g}  {note}"
         )
+    lines += [f"not graded: {problem}" for problem in summary.problems]
     lines += [f"{name + ':':<10} {path}" for name, path in summary.paths.items()]
     lines.append(f"{'feedback:':<10} {summary.out_dir}/<student>/feedback.html, results.json")
     return "\n".join(lines)
