@@ -107,9 +107,7 @@ def apply_lazy(notebook: Path, lazy: Lazy) -> bytes:
             indent = out[len(out.rstrip(" ")) :]
             body = bodies[grade_id] if index == 0 else "pass"
             lines = body.strip("\n").splitlines()
-            out += "### BEGIN SOLUTION\n" + "\n".join(
-                (indent + line) if i else line for i, line in enumerate(lines)
-            )
+            out += "### BEGIN SOLUTION\n" + "\n".join(indent + line for line in lines)
             out += "\n" + indent + "### END SOLUTION" + rest
         cell["source"] = out
         del bodies[grade_id]
