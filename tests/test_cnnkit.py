@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pytest
 import torch
 from conftest import load_cnnkit
 
@@ -49,3 +50,13 @@ def test_check_close_reports_the_error():
         assert "max abs error 1.00e+00" in str(exc)
     else:
         raise AssertionError("check_close accepted different tensors")
+
+
+def test_check_close_honours_tolerances_for_python_scalars():
+    cnnkit = load_cnnkit()
+    cnnkit.check_close(0.30000001192092896, 0.3, "float32 metric")
+    cnnkit.check_close(3, 3, "int")
+    with pytest.raises(AssertionError, match="expected 0.3"):
+        cnnkit.check_close(0.303, 0.3, "1% off")
+    with pytest.raises(AssertionError):
+        cnnkit.check_close(4, 3, "int off by one")
