@@ -3,9 +3,10 @@
 The student's modules are built in the sandbox and receive seeded float32
 weights in registration order with ``cnnkit.load_ordered`` (parameters, then
 floating buffers), the convention the notebook states; the float64 reference
-gets the same values. Every check compares outputs with the reference: a
-structure or a parameter count is checked beside the values it produces, never
-on its own, so a module with the right layers and a lazy ``forward`` earns nothing.
+module gets the same values and runs once per case (``reference`` fixture).
+Every check compares outputs with the reference: a structure or a parameter
+count is checked beside the values it produces, never on its own, so a module
+with the right layers and a lazy ``forward`` earns nothing.
 """
 
 from __future__ import annotations
@@ -27,14 +28,20 @@ def build(student, cls: str, init_args: tuple, state: list[torch.Tensor], train:
     return net
 
 
-def check_module(
-    student, check, inputs, cls: str, reference, init_args: tuple, shapes: list, train=False
-) -> None:
-    """``cls(*init_args)`` and ``reference`` with the same seeded weights, on seeded inputs."""
-    state = inputs.module_state(reference)
-    xs = [inputs.randn(*shape).float() for shape in shapes]
+def forward(model: torch.nn.Module, state: list, xs: list, train: bool = False):
+    """``model`` in float64 holding ``state``, in the given mode, on float64 copies of ``xs``."""
     with torch.no_grad():
-        expected = loaded(reference, state, train)(*(x.double() for x in xs))
+        return loaded(model, state, train)(*(x.double() for x in xs))
+
+
+def check_module(
+    student, check, inputs, reference, cls: str, model, init_args: tuple, shapes: list, train=False
+) -> None:
+    """The student's ``cls(*init_args)`` and the reference ``model`` with the same seeded
+    weights, on seeded inputs."""
+    state = inputs.module_state(model)
+    xs = [inputs.randn(*shape).float() for shape in shapes]
+    expected = reference(lambda: forward(model, state, xs, train))
     net = build(student, cls, init_args, state, train)
     check.close(net(*xs), expected)
 
@@ -49,17 +56,20 @@ def parameter_count(student, net) -> int:
 # --------------------------------------------------------------------------- DoubleConv
 
 
-def relu_free_state(inputs, reference: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """Seeded weights whose BatchNorm shifts keep both BatchNorm outputs >= 0.5 on ``x``,
-    so both ReLUs pass everything: the output then depends on the layers and their
-    order only, and a missing ReLU costs the value checks, not the structure."""
-    model = loaded(reference, inputs.module_state(reference))
+def relu_free(model: torch.nn.Module, state: list, x: torch.Tensor) -> tuple[list, torch.Tensor]:
+    """``state`` with BatchNorm shifts that keep both BatchNorm outputs >= 0.5 on ``x``, so
+    both ReLUs pass everything: the output then depends on the layers and their order
+    only, and a missing ReLU costs the value checks, not the structure. Returns the
+    new state (float32) and the reference output."""
+    model = loaded(model, state)
+    x = x.double()
     with torch.no_grad():
         first = model.bn1(model.conv1(x))
         model.bn1.bias += 0.5 - first.amin(dim=(0, 2, 3))
         second = model.bn2(model.conv2(model.bn1(model.conv1(x))))
         model.bn2.bias += 0.5 - second.amin(dim=(0, 2, 3))
-    return [tensor.float() for tensor in ordered_tensors(model)]
+    state = [tensor.float() for tensor in ordered_tensors(model)]
+    return state, forward(model, state, [x])
 
 
 STRUCTURE_CASES = [(3, 8, (2, 3, 9, 11)), (5, 4, (1, 5, 7, 6)), (1, 2, (3, 1, 5, 8))]
@@ -72,12 +82,10 @@ STRUCTURE_CASES = [(3, 8, (2, 3, 9, 11)), (5, 4, (1, 5, 7, 6)), (1, 2, (3, 1, 5,
         f"DoubleConv({a}, {b}): layers in registration order, x {s}" for a, b, s in STRUCTURE_CASES
     ],
 )
-def test_double_conv_structure(student, check, inputs, c_in, c_out, shape):
-    reference = ref.DoubleConv(c_in, c_out)
-    x = inputs.randn(*shape).float()
-    state = relu_free_state(inputs, reference, x.double())
-    with torch.no_grad():
-        expected = loaded(reference, state)(x.double())
+def test_double_conv_structure(student, check, inputs, reference, c_in, c_out, shape):
+    model = ref.DoubleConv(c_in, c_out)
+    seeded, x = inputs.module_state(model), inputs.randn(*shape).float()
+    state, expected = reference(lambda: relu_free(model, seeded, x))
     net = build(student, "DoubleConv", (c_in, c_out), state)
     check.close(net(x), expected, "output with weights loaded in registration order (eval mode)")
     shapes = [list(t.shape) for t in student.lib("cnnkit").ordered_tensors(net)]
@@ -92,9 +100,9 @@ DOUBLE_CONV_EVAL = [(3, 8, (2, 3, 13, 18)), (5, 4, (1, 5, 9, 9)), (2, 6, (3, 2, 
     DOUBLE_CONV_EVAL,
     ids=[f"DoubleConv({a}, {b}), eval mode, x {s}" for a, b, s in DOUBLE_CONV_EVAL],
 )
-def test_double_conv_eval(student, check, inputs, c_in, c_out, shape):
-    reference = ref.DoubleConv(c_in, c_out)
-    check_module(student, check, inputs, "DoubleConv", reference, (c_in, c_out), [shape])
+def test_double_conv_eval(student, check, inputs, reference, c_in, c_out, shape):
+    model = ref.DoubleConv(c_in, c_out)
+    check_module(student, check, inputs, reference, "DoubleConv", model, (c_in, c_out), [shape])
 
 
 DOUBLE_CONV_TRAIN = [(3, 8, (2, 3, 13, 18)), (4, 5, (4, 4, 6, 7))]
@@ -108,10 +116,10 @@ DOUBLE_CONV_TRAIN = [(3, 8, (2, 3, 13, 18)), (4, 5, (4, 4, 6, 7))]
         for a, b, s in DOUBLE_CONV_TRAIN
     ],
 )
-def test_double_conv_train(student, check, inputs, c_in, c_out, shape):
-    reference = ref.DoubleConv(c_in, c_out)
+def test_double_conv_train(student, check, inputs, reference, c_in, c_out, shape):
+    model = ref.DoubleConv(c_in, c_out)
     check_module(
-        student, check, inputs, "DoubleConv", reference, (c_in, c_out), [shape], train=True
+        student, check, inputs, reference, "DoubleConv", model, (c_in, c_out), [shape], train=True
     )
 
 
@@ -125,9 +133,9 @@ ENCODER_CASES = [(3, 8, (2, 3, 16, 20)), (4, 6, (1, 4, 13, 18)), (2, 3, (2, 2, 9
     ENCODER_CASES,
     ids=[f"EncoderBlock({a}, {b}), x {s}: (skip, pooled)" for a, b, s in ENCODER_CASES],
 )
-def test_encoder_values(student, check, inputs, c_in, c_out, shape):
-    reference = ref.EncoderBlock(c_in, c_out)
-    check_module(student, check, inputs, "EncoderBlock", reference, (c_in, c_out), [shape])
+def test_encoder_values(student, check, inputs, reference, c_in, c_out, shape):
+    model = ref.EncoderBlock(c_in, c_out)
+    check_module(student, check, inputs, reference, "EncoderBlock", model, (c_in, c_out), [shape])
 
 
 def decoder_case(c_in: int, c_out: int, small: tuple, large: tuple):
@@ -135,10 +143,10 @@ def decoder_case(c_in: int, c_out: int, small: tuple, large: tuple):
     return pytest.param(c_in, c_out, small, large, id=label)
 
 
-def check_decoder(student, check, inputs, c_in, c_out, small, large) -> None:
+def check_decoder(student, check, inputs, reference, c_in, c_out, small, large) -> None:
     shapes = [(2, c_in, *small), (2, c_out, *large)]
-    reference = ref.DecoderBlock(c_in, c_out)
-    check_module(student, check, inputs, "DecoderBlock", reference, (c_in, c_out), shapes)
+    model = ref.DecoderBlock(c_in, c_out)
+    check_module(student, check, inputs, reference, "DecoderBlock", model, (c_in, c_out), shapes)
 
 
 DECODER_ARGS = "c_in, c_out, small, large"
@@ -152,8 +160,8 @@ DECODER_ARGS = "c_in, c_out, small, large"
         decoder_case(6, 3, (3, 7), (6, 14)),
     ],
 )
-def test_decoder_even(student, check, inputs, c_in, c_out, small, large):
-    check_decoder(student, check, inputs, c_in, c_out, small, large)
+def test_decoder_even(student, check, inputs, reference, c_in, c_out, small, large):
+    check_decoder(student, check, inputs, reference, c_in, c_out, small, large)
 
 
 @pytest.mark.parametrize(
@@ -165,8 +173,8 @@ def test_decoder_even(student, check, inputs, c_in, c_out, small, large):
         decoder_case(4, 2, (4, 2), (9, 5)),
     ],
 )
-def test_decoder_odd_sizes(student, check, inputs, c_in, c_out, small, large):
-    check_decoder(student, check, inputs, c_in, c_out, small, large)
+def test_decoder_odd_sizes(student, check, inputs, reference, c_in, c_out, small, large):
+    check_decoder(student, check, inputs, reference, c_in, c_out, small, large)
 
 
 # --------------------------------------------------------------------------- the whole model
@@ -187,8 +195,8 @@ def unet_case(config: tuple, shape: tuple | None, what: str = ""):
         unet_case((2, 7, 2, 4), (1, 2, 16, 17)),
     ],
 )
-def test_unet_output_shape(student, check, inputs, config, shape):
-    check_module(student, check, inputs, "UNet", ref.UNet(*config), config, [shape])
+def test_unet_output_shape(student, check, inputs, reference, config, shape):
+    check_module(student, check, inputs, reference, "UNet", ref.UNet(*config), config, [shape])
 
 
 @pytest.mark.parametrize(
@@ -202,9 +210,10 @@ def test_unet_output_shape(student, check, inputs, config, shape):
         unet_case((3, 21, 64, 4), None, ": parameter count"),
     ],
 )
-def test_unet_parameter_count(student, check, inputs, config, shape):
+def test_unet_parameter_count(student, check, inputs, reference, config, shape):
     if shape is not None:
-        check_module(student, check, inputs, "UNet", ref.UNet(*config), config, [shape])
+        model = ref.UNet(*config)
+        check_module(student, check, inputs, reference, "UNet", model, config, [shape])
     count = parameter_count(student, student.UNet(*config))
     check.equal(count, ref.unet_parameter_count(*config), "parameter count")
 
@@ -216,15 +225,15 @@ def test_unet_parameter_count(student, check, inputs, config, shape):
         unet_case((2, 3, 4, 3), (1, 2, 27, 35), " with seeded weights"),
     ],
 )
-def test_unet_values(student, check, inputs, config, shape):
-    check_module(student, check, inputs, "UNet", ref.UNet(*config), config, [shape])
+def test_unet_values(student, check, inputs, reference, config, shape):
+    check_module(student, check, inputs, reference, "UNet", ref.UNet(*config), config, [shape])
 
 
 # --------------------------------------------------------------------------- masked cross-entropy
 
 
 def masked_batch(inputs, shape: tuple, ignore_index: int = 255, void: float = 0.2):
-    """float32 logits and int64 targets with about ``void`` of the pixels set to ``ignore_index``."""
+    """float32 logits, int64 targets with about ``void`` of the pixels set to ``ignore_index``."""
     n, k, h, w = shape
     logits = (2 * inputs.randn(*shape)).float()
     target = inputs.randint(0, k, n, h, w)
@@ -232,9 +241,9 @@ def masked_batch(inputs, shape: tuple, ignore_index: int = 255, void: float = 0.
     return logits, target
 
 
-def check_loss(student, check, logits, target, **options) -> None:
-    expected = ref.masked_cross_entropy(logits.double(), target, **options)
-    check.close(student.masked_cross_entropy(logits, target, **options), expected)
+def check_loss(student, check, reference, logits, target, what: str = "output", **options) -> None:
+    expected = reference(lambda: ref.masked_cross_entropy(logits.double(), target, **options))
+    check.close(student.masked_cross_entropy(logits, target, **options), expected, what)
 
 
 @pytest.mark.parametrize(
@@ -247,11 +256,11 @@ def check_loss(student, check, logits, target, **options) -> None:
         pytest.param((2, 4, 6, 6), 1.0, id="a single counted pixel"),
     ],
 )
-def test_loss_values(student, check, inputs, shape, void):
+def test_loss_values(student, check, inputs, reference, shape, void):
     logits, target = masked_batch(inputs, shape, void=void)
     if void == 1.0:
         target[1, 2, 3] = 3
-    check_loss(student, check, logits, target)
+    check_loss(student, check, reference, logits, target)
 
 
 @pytest.mark.parametrize(
@@ -259,27 +268,34 @@ def test_loss_values(student, check, inputs, shape, void):
     [(2, 5, 7, 9), (1, 3, 5, 6)],
     ids=lambda shape: f"gradient w.r.t. the logits {shape}, 30% void",
 )
-def test_loss_gradient(student, check, inputs, shape):
+def test_loss_gradient(student, check, inputs, reference, shape):
     logits, target = masked_batch(inputs, shape, void=0.3)
-    leaf = logits.double().requires_grad_()
-    output = ref.masked_cross_entropy(leaf, target)
-    output.backward()
+
+    def expected():
+        leaf = logits.double().requires_grad_()
+        output = ref.masked_cross_entropy(leaf, target)
+        output.backward()
+        return output.detach(), leaf.grad
+
+    output, grad = reference(expected)
     got = student.masked_cross_entropy.with_grads(
         logits, target, wrt=(0,), grad_output=torch.tensor(1.0)
     )
-    check.close(got["value"], output.detach())
+    check.close(got["value"], output)
     if not isinstance(got["grads"], list):
         check.fail(f"gradient: {got['grads'] or 'none were computed'}")
-    check.close(got["grads"][0], leaf.grad, "gradient with respect to the logits")
+    check.close(got["grads"][0], grad, "gradient with respect to the logits")
 
 
 @pytest.mark.parametrize(
-    "shape", [(2, 5, 4, 6), (1, 3, 1, 1)], ids=lambda shape: f"every pixel void, logits {shape}"
+    "shape",
+    [(2, 5, 4, 6), (1, 3, 1, 1)],
+    ids=lambda shape: f"logits {shape}, every pixel counted, then every pixel void",
 )
-def test_loss_all_ignored(student, check, inputs, shape):
+def test_loss_all_ignored(student, check, inputs, reference, shape):
     logits, target = masked_batch(inputs, shape, void=0.0)
     # the same logits with every pixel counted first: a loss that is always 0 earns nothing
-    check_loss(student, check, logits, target)
+    check_loss(student, check, reference, logits, target, "loss with every pixel counted")
     void = torch.full_like(target, 255)
     check.close(
         student.masked_cross_entropy(logits, void),
@@ -289,6 +305,6 @@ def test_loss_all_ignored(student, check, inputs, shape):
 
 
 @pytest.mark.parametrize("ignore_index", [-1, 0, 3], ids=lambda i: f"ignore_index={i}")
-def test_loss_ignore_index(student, check, inputs, ignore_index):
+def test_loss_ignore_index(student, check, inputs, reference, ignore_index):
     logits, target = masked_batch(inputs, (2, 5, 6, 7), ignore_index=ignore_index)
-    check_loss(student, check, logits, target, ignore_index=ignore_index)
+    check_loss(student, check, reference, logits, target, ignore_index=ignore_index)
