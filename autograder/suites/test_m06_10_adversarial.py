@@ -131,12 +131,12 @@ def fgsm_case(name: str, train: bool, eps: float):
     return pytest.param(name, train, eps, id=f"{name} in {mode(train)} mode, eps={eps:g}")
 
 
-def run_fgsm(student, check, inputs, name, train, eps, interior=0.0):
+def run_fgsm(student, check, inputs, reference, name, train, eps, interior=0.0):
     """The student's FGSM compared with the reference; ``(cnnkit, net, spec, x, adv)``."""
     layers, classes = NETWORKS[name]
     spec = inputs.model_spec(layers, train=train)
     x, y = images(inputs, 6, interior), inputs.randint(0, classes, 6)
-    expected = ref.fgsm_attack(trusted_model(spec), x, y, eps)
+    expected = reference(lambda: ref.fgsm_attack(trusted_model(spec), x, y, eps))
     kit, net = sandbox_model(student, spec)
     adv = student.fgsm_attack(net, x, y, eps)
     check.close(adv, expected)
@@ -153,13 +153,13 @@ FGSM_ARGS = "name, train, eps"
         fgsm_case(BN_DROPOUT, True, 0.05),
     ],
 )  # eps = 0.3 pushes many pixels past 0 or 1
-def test_fgsm_values(student, check, inputs, name, train, eps):
-    run_fgsm(student, check, inputs, name, train, eps)
+def test_fgsm_values(student, check, inputs, reference, name, train, eps):
+    run_fgsm(student, check, inputs, reference, name, train, eps)
 
 
 @pytest.mark.parametrize(FGSM_ARGS, [fgsm_case(name, False, 0.2) for name in NETWORKS])
-def test_fgsm_in_ball(student, check, inputs, name, train, eps):
-    _, _, _, x, adv = run_fgsm(student, check, inputs, name, train, eps)
+def test_fgsm_in_ball(student, check, inputs, reference, name, train, eps):
+    _, _, _, x, adv = run_fgsm(student, check, inputs, reference, name, train, eps)
     check_ball(check, adv, x, eps)
 
 
@@ -168,16 +168,16 @@ def test_fgsm_in_ball(student, check, inputs, name, train, eps):
     [fgsm_case("MLP", True, 0.05), fgsm_case("conv/avg-pool", True, 0.05)]
     + [fgsm_case("conv/avg-pool", False, 0.05)],
 )
-def test_fgsm_restores_mode(student, check, inputs, name, train, eps):
-    kit, net, *_ = run_fgsm(student, check, inputs, name, train, eps, interior=eps)
+def test_fgsm_restores_mode(student, check, inputs, reference, name, train, eps):
+    kit, net, *_ = run_fgsm(student, check, inputs, reference, name, train, eps, interior=eps)
     check_mode(check, kit.model_report(net), train)
 
 
 @pytest.mark.parametrize(
     FGSM_ARGS, [fgsm_case(BN_DROPOUT, True, 0.05), fgsm_case("conv/avg-pool", False, 0.05)]
 )
-def test_fgsm_model_untouched(student, check, inputs, name, train, eps):
-    kit, net, spec, *_ = run_fgsm(student, check, inputs, name, train, eps, interior=eps)
+def test_fgsm_model_untouched(student, check, inputs, reference, name, train, eps):
+    kit, net, spec, *_ = run_fgsm(student, check, inputs, reference, name, train, eps, interior=eps)
     check_untouched(check, kit.model_report(net), spec)
 
 
@@ -189,7 +189,9 @@ def pgd_case(name: str, train: bool, eps: float, alpha: float, steps: int, suffi
     return pytest.param(name, train, eps, alpha, steps, id=label)
 
 
-def run_pgd(student, check, inputs, name, train, eps, alpha, steps, start=False, interior=0.0):
+def run_pgd(
+    student, check, inputs, reference, name, train, eps, alpha, steps, start=False, interior=0.0
+):
     """The student's PGD compared with the reference; ``(cnnkit, net, spec, x, adv)``."""
     layers, classes = NETWORKS[name]
     spec = inputs.model_spec(layers, train=train)
@@ -197,7 +199,9 @@ def run_pgd(student, check, inputs, name, train, eps, alpha, steps, start=False,
     kwargs = {}
     if start:
         kwargs["init"] = (x + eps * (2 * inputs.rand(*x.shape) - 1)).clamp(0, 1)
-    expected = ref.pgd_attack(trusted_model(spec), x, y, eps, alpha, steps, **kwargs)
+    expected = reference(
+        lambda: ref.pgd_attack(trusted_model(spec), x, y, eps, alpha, steps, **kwargs)
+    )
     kit, net = sandbox_model(student, spec)
     adv = student.pgd_attack(net, x, y, eps, alpha, steps, **kwargs)
     check.close(adv, expected)
@@ -216,8 +220,8 @@ PGD_ARGS = "name, train, eps, alpha, steps"
         pgd_case("MLP", False, 0.1, 0.1, 1),
     ],
 )
-def test_pgd_values(student, check, inputs, name, train, eps, alpha, steps):
-    run_pgd(student, check, inputs, name, train, eps, alpha, steps)
+def test_pgd_values(student, check, inputs, reference, name, train, eps, alpha, steps):
+    run_pgd(student, check, inputs, reference, name, train, eps, alpha, steps)
 
 
 @pytest.mark.parametrize(
@@ -227,13 +231,13 @@ def test_pgd_values(student, check, inputs, name, train, eps, alpha, steps):
         pgd_case("MLP", False, 0.05, 0.02, 0, ", injected start"),
     ],
 )
-def test_pgd_injected_start(student, check, inputs, name, train, eps, alpha, steps):
-    run_pgd(student, check, inputs, name, train, eps, alpha, steps, start=True)
+def test_pgd_injected_start(student, check, inputs, reference, name, train, eps, alpha, steps):
+    run_pgd(student, check, inputs, reference, name, train, eps, alpha, steps, start=True)
 
 
 @pytest.mark.parametrize(PGD_ARGS, [pgd_case(name, False, 0.04, 0.1, 8) for name in NETWORKS])
-def test_pgd_in_ball(student, check, inputs, name, train, eps, alpha, steps):
-    _, _, _, x, adv = run_pgd(student, check, inputs, name, train, eps, alpha, steps)
+def test_pgd_in_ball(student, check, inputs, reference, name, train, eps, alpha, steps):
+    _, _, _, x, adv = run_pgd(student, check, inputs, reference, name, train, eps, alpha, steps)
     check_ball(check, adv, x, eps)
 
 
@@ -242,8 +246,10 @@ def test_pgd_in_ball(student, check, inputs, name, train, eps, alpha, steps):
     [pgd_case("MLP", True, 0.05, 0.02, 2), pgd_case("conv/avg-pool", True, 0.05, 0.02, 2)]
     + [pgd_case("conv/avg-pool", False, 0.05, 0.02, 2)],
 )
-def test_pgd_restores_mode(student, check, inputs, name, train, eps, alpha, steps):
-    kit, net, *_ = run_pgd(student, check, inputs, name, train, eps, alpha, steps, interior=eps)
+def test_pgd_restores_mode(student, check, inputs, reference, name, train, eps, alpha, steps):
+    kit, net, *_ = run_pgd(
+        student, check, inputs, reference, name, train, eps, alpha, steps, interior=eps
+    )
     check_mode(check, kit.model_report(net), train)
 
 
@@ -251,9 +257,9 @@ def test_pgd_restores_mode(student, check, inputs, name, train, eps, alpha, step
     PGD_ARGS,
     [pgd_case(BN_DROPOUT, True, 0.05, 0.02, 2), pgd_case("conv/avg-pool", False, 0.05, 0.02, 2)],
 )
-def test_pgd_model_untouched(student, check, inputs, name, train, eps, alpha, steps):
+def test_pgd_model_untouched(student, check, inputs, reference, name, train, eps, alpha, steps):
     kit, net, spec, *_ = run_pgd(
-        student, check, inputs, name, train, eps, alpha, steps, interior=eps
+        student, check, inputs, reference, name, train, eps, alpha, steps, interior=eps
     )
     check_untouched(check, kit.model_report(net), spec)
 
@@ -266,14 +272,16 @@ def adv_loss_case(eps: float, alpha: float, steps: int):
     return pytest.param(eps, alpha, steps, id=label)
 
 
-def run_adv_loss(student, check, inputs, eps, alpha, steps, interior=0.0):
+def run_adv_loss(student, check, inputs, reference, eps, alpha, steps, interior=0.0):
     """The student's loss compared with the reference; ``(cnnkit, net)``."""
     spec = inputs.model_spec(BN_CNN, train=True)
     x, y = images(inputs, 8, interior), inputs.randint(0, 5, 8)
-    expected = ref.adversarial_training_loss(trusted_model(spec), x, y, eps, alpha, steps)
+    expected = reference(
+        lambda: ref.adversarial_training_loss(trusted_model(spec), x, y, eps, alpha, steps).detach()
+    )
     kit, net = sandbox_model(student, spec)
     loss = student.adversarial_training_loss(net, x, y, eps, alpha, steps)
-    check.close(loss, expected.detach())
+    check.close(loss, expected)
     return kit, net
 
 
@@ -283,13 +291,13 @@ ADV_ARGS = "eps, alpha, steps"
 @pytest.mark.parametrize(
     ADV_ARGS, [adv_loss_case(0.05, 0.02, 3), adv_loss_case(0.1, 0.1, 1), adv_loss_case(0.3, 0.1, 4)]
 )
-def test_adv_loss_values(student, check, inputs, eps, alpha, steps):
-    run_adv_loss(student, check, inputs, eps, alpha, steps)
+def test_adv_loss_values(student, check, inputs, reference, eps, alpha, steps):
+    run_adv_loss(student, check, inputs, reference, eps, alpha, steps)
 
 
 @pytest.mark.parametrize(ADV_ARGS, [adv_loss_case(0.05, 0.02, 2)])
-def test_adv_loss_model_state(student, check, inputs, eps, alpha, steps):
-    kit, net = run_adv_loss(student, check, inputs, eps, alpha, steps, interior=eps)
+def test_adv_loss_model_state(student, check, inputs, reference, eps, alpha, steps):
+    kit, net = run_adv_loss(student, check, inputs, reference, eps, alpha, steps, interior=eps)
     report = kit.model_report(net)
     check_no_grads(check, report, "the attack called backward()?")
     check_mode(check, report, True)
@@ -299,12 +307,19 @@ def test_adv_loss_model_state(student, check, inputs, eps, alpha, steps):
 
 
 def labelled(
-    inputs: Fixtures, spec: dict, size: int, classes: int, wrong: int, interior: float = 0.0
+    inputs: Fixtures,
+    reference,
+    spec: dict,
+    size: int,
+    classes: int,
+    wrong: int,
+    interior: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images and labels that the model (in eval mode) gets right except for the first ``wrong``."""
     x = images(inputs, size, interior)
-    y = ref.predict(trusted_model(spec), x)
-    y[:wrong] = (y[:wrong] + 1 + inputs.randint(0, classes - 1, wrong)) % classes
+    shift = 1 + inputs.randint(0, classes - 1, wrong)
+    y = reference(lambda: ref.predict(trusted_model(spec), x)).clone()
+    y[:wrong] = (y[:wrong] + shift) % classes
     return x, y
 
 
@@ -319,10 +334,12 @@ ROBUST_SETTINGS = [(0.0, 0.01, 3, 10), (0.05, 0.02, 0, 24), (0.05, 0.02, 3, 10),
         for e, a, s, b in ROBUST_SETTINGS
     ],
 )
-def test_robust_accuracy_values(student, check, inputs, eps, alpha, steps, batch_size):
+def test_robust_accuracy_values(student, check, inputs, reference, eps, alpha, steps, batch_size):
     spec = inputs.model_spec(CNN, train=True)
-    x, y = labelled(inputs, spec, 24, 5, wrong=6)
-    expected = ref.robust_accuracy(trusted_model(spec), x, y, eps, alpha, steps, batch_size)
+    x, y = labelled(inputs, reference, spec, 24, 5, wrong=6)
+    expected = reference(
+        lambda: ref.robust_accuracy(trusted_model(spec), x, y, eps, alpha, steps, batch_size)
+    )
     _, net = sandbox_model(student, spec)
     check.close(student.robust_accuracy(net, x, y, eps, alpha, steps, batch_size), float(expected))
 
@@ -330,11 +347,11 @@ def test_robust_accuracy_values(student, check, inputs, eps, alpha, steps, batch
 @pytest.mark.parametrize(
     "name, train", [("MLP", True), ("MLP", False)], ids=["MLP in train mode", "MLP in eval mode"]
 )
-def test_robust_accuracy_mode(student, check, inputs, name, train):
+def test_robust_accuracy_mode(student, check, inputs, reference, name, train):
     layers, classes = NETWORKS[name]
     spec = inputs.model_spec(layers, train=train)
-    x, y = labelled(inputs, spec, 12, classes, wrong=3, interior=0.05)
-    expected = ref.robust_accuracy(trusted_model(spec), x, y, 0.05, 0.02, 2, 5)
+    x, y = labelled(inputs, reference, spec, 12, classes, wrong=3, interior=0.05)
+    expected = reference(lambda: ref.robust_accuracy(trusted_model(spec), x, y, 0.05, 0.02, 2, 5))
     kit, net = sandbox_model(student, spec)
     check.close(student.robust_accuracy(net, x, y, 0.05, 0.02, 2, 5), float(expected))
     check_mode(check, kit.model_report(net), train)
@@ -351,11 +368,14 @@ TRANSFER_SETTINGS = [(True, 4), (False, 0), (True, 16)]
         for train, wrong in TRANSFER_SETTINGS
     ],
 )
-def test_transfer_rate_values(student, check, inputs, train, wrong):
+def test_transfer_rate_values(student, check, inputs, reference, train, wrong):
     target = inputs.model_spec(CNN, train=train)
-    source = trusted_model(inputs.model_spec(AVG_CNN))
-    x, y = labelled(inputs, target, 16, 5, wrong=wrong)
-    x_adv = ref.pgd_attack(source, x, inputs.randint(0, 3, 16), 0.3, 0.1, 5)
-    expected = ref.transfer_rate(trusted_model(target), x, x_adv, y)
+    source = inputs.model_spec(AVG_CNN)
+    source_labels = inputs.randint(0, 3, 16)
+    x, y = labelled(inputs, reference, target, 16, 5, wrong=wrong)
+    x_adv = reference(
+        lambda: ref.pgd_attack(trusted_model(source), x, source_labels, 0.3, 0.1, 5)
+    )  # crafted on another network
+    expected = reference(lambda: ref.transfer_rate(trusted_model(target), x, x_adv, y))
     _, net = sandbox_model(student, target)
     check.close(student.transfer_rate(net, x, x_adv, y), float(expected))
