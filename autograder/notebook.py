@@ -9,6 +9,7 @@ from ``source/``, as nbgrader does.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class Answers:
     cells: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)  # answer cell -> why it is missing
+    added: list[tuple[str, str]] = field(default_factory=list)  # (label, definitions only)
 
 
 def _text(source) -> str:
@@ -126,6 +128,38 @@ def _defines(source: str, function: str) -> bool:
     )
 
 
+def definitions_only(source: str) -> str:
+    """The top-level imports, functions, classes and literal constants of a cell.
+
+    Experiment code in a cell a student adds (training loops, plots) does not run
+    at grading time; what graded functions may call from it does. Other lines are
+    blanked, so error messages keep the student's line numbers.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return ""
+    lines = source.splitlines()
+    keep = [False] * len(lines)
+    for node in tree.body:
+        kept = isinstance(
+            node,
+            ast.Import | ast.ImportFrom | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef,
+        )
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            try:
+                ast.literal_eval(node.value)
+                kept = all(isinstance(t, ast.Name) for t in targets)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                kept = False
+        if kept:
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            for index in range(first - 1, node.end_lineno):
+                keep[index] = True
+    return "\n".join(line if keep[i] else "" for i, line in enumerate(lines)).rstrip() + "\n"
+
+
 def extract_answers(raw: bytes, rubric: Rubric, source: list[Cell]) -> Answers:
     """Match the submission's answer cells to the rubric's parts."""
     cells, metadata, notes = parse_cells(raw, "submission")
@@ -188,6 +222,26 @@ def extract_answers(raw: bytes, rubric: Rubric, source: list[Cell]) -> Answers:
             )
         answers.cells[cell_id] = strip_magics(chosen.source)
 
+    # Cells the student added (no grade id of this assignment, not course cells): their
+    # definitions are available to the graded functions.
+    course_code = {c.source.strip() for c in source if c.cell_type == "code"}
+    for index, cell in enumerate(cells):
+        if (
+            cell.cell_type != "code"
+            or index in claimed
+            or cell.grade_id in known_ids
+            or cell.source.strip() in course_code
+        ):
+            continue
+        kept = definitions_only(strip_magics(cell.source))
+        if kept.strip():
+            answers.added.append((f"added cell {len(answers.added) + 1}", kept))
+    if answers.added:
+        answers.notes.append(
+            f"{len(answers.added)} cell(s) you added ran for their definitions only "
+            "(imports, functions, classes, constants)"
+        )
+
     for cell in source:
         if cell.locked and cell.grade_id and cell.cell_type == "code":
             theirs = by_id.get(cell.grade_id)
@@ -201,12 +255,16 @@ def extract_answers(raw: bytes, rubric: Rubric, source: list[Cell]) -> Answers:
 def build_program(rubric: Rubric, source: list[Cell], answers: Answers) -> list[dict]:
     """The cells the sandbox runs, in the source notebook's order.
 
-    Setup cells come from the source (trusted); answer cells from the student.
+    Setup cells come from the source (trusted); answer cells from the student, with
+    the definitions of the cells the student added just before them.
     """
     program = []
     for cell in source:
         if cell.grade_id in rubric.setup_cells:
             program.append({"id": cell.grade_id, "source": strip_magics(cell.source)})
         elif cell.grade_id in answers.cells:
+            if answers.added and not any(c["id"].startswith("added cell") for c in program):
+                # before the answers, so that a graded cell's own definitions win
+                program += [{"id": label, "source": text} for label, text in answers.added]
             program.append({"id": cell.grade_id, "source": answers.cells[cell.grade_id]})
     return program

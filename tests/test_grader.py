@@ -52,3 +52,26 @@ def test_unreadable_and_broken_submissions_are_explained(grade, course):
     failed = {t.check: t.output for t in results["deleted"].tests if not t.passed}
     assert set(failed) == {"output_size_formula"}
     assert "missing from the notebook" in failed["output_size_formula"]
+
+
+@pytest.mark.slow
+def test_a_helper_in_a_cell_the_student_added_is_available(grade, course):
+    """Definitions in an added cell run; its experiment code (here: an exception and an
+    endless loop) does not."""
+    data = json.loads(course.source_notebook(ASSIGNMENT).read_text())
+    cells = data["cells"]
+    index = next(
+        i
+        for i, c in enumerate(cells)
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "global_avg_pool2d"
+    )
+    text = "".join(cells[index]["source"])
+    cells[index]["source"] = text.replace("return x.mean(dim=(2, 3))", "return _mean(x) * SCALE")
+    helper = "SCALE = 1.0\n\ndef _mean(t):\n    return t.mean(dim=(2, 3))\n\n"
+    helper += "raise RuntimeError('experiment')\nwhile True:\n    pass\n"
+    cells.insert(index, {"cell_type": "code", "metadata": {}, "outputs": [], "source": helper})
+    result = grade(ASSIGNMENT, {"helper": json.dumps(data).encode()})["helper"]
+    assert result.score == result.max_score, [
+        (t.check, t.output) for t in result.tests if not t.passed
+    ]
+    assert any("ran for their definitions only" in note for note in result.notes)

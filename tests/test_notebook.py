@@ -151,3 +151,19 @@ def test_magics_are_commented_out():
     assert strip_magics("%matplotlib inline\nx = 1\n  !pip install foo\n") == (
         "# (not run by the grader) %matplotlib inline\nx = 1\n  # (not run by the grader) !pip install foo\n"
     )
+
+
+def test_added_cells_keep_only_definitions_with_their_line_numbers():
+    from autograder.notebook import definitions_only
+
+    text = (
+        "import math\nfrom torch import nn\nSCALE = 2.0\nNAMES = ('a', 'b')\n"
+        "model = nn.Linear(2, 2)\n@staticmethod\ndef helper(x):\n    return x * SCALE\n"
+        "class Box:\n    pass\nfor _ in range(10**9):\n    pass\nhelper(3)\nx: int = 3\n"
+    )
+    kept = definitions_only(text).splitlines()
+    assert kept[0] == "import math" and kept[2] == "SCALE = 2.0" and kept[3].startswith("NAMES")
+    assert kept[4] == "" and kept[5] == "@staticmethod" and kept[6] == "def helper(x):"
+    assert "for _ in" not in "\n".join(kept) and "helper(3)" not in kept
+    assert kept[-1] == "x: int = 3"
+    assert definitions_only("def broken(:\n") == ""
