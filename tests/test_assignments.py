@@ -224,3 +224,4 @@ def test_the_notebook_states_the_grading_limits(course, assignment):
         f"{limits.cell_cpu_seconds:g} s"
     )
     assert stated in intro and f"the whole submission has {limits.submission_seconds:g} s" in intro
+    assert "Helper functions, imports and constants in cells you add are available" in intro
