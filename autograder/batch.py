@@ -35,7 +35,7 @@ from autograder.course import Course
 from autograder.gradebook import open_gradebook, record
 from autograder.grader import AssignmentGrader
 from autograder.report import write_class_report, write_feedback, write_grades_csv
-from autograder.results import SubmissionResult, read_results, write_json_atomic
+from autograder.results import SubmissionResult, clean, read_results, write_json_atomic
 from autograder.sandbox import SandboxInfo, check_bubblewrap
 from autograder.submissions import Submission, discover
 
@@ -246,6 +246,7 @@ def grade_batch(
     grader = AssignmentGrader(course, assignment, device)
     info = resolve_sandbox(sandbox)
     submissions, problems = discover(submissions_dir, assignment, grader.rubric.notebook)
+    problems = [clean(problem) for problem in problems]  # file names need not be UTF-8
     for problem in problems:
         print(f"WARNING: {problem}", file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)

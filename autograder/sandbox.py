@@ -29,15 +29,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from autograder.child.objects import ObjectServer
 from autograder.child.protocol import (
+    CHILD,
     HEADER,
     MAX_FRAME_BYTES,
+    MESSAGE,
+    REQUEST,
     FrameError,
     decode,
     encode,
+    envelope,
+    open_envelope,
     write_frame,
 )
 from autograder.remote import (
@@ -255,11 +258,22 @@ class Worker:
             raise SandboxError(f"the sandbox worker did not start ({self.info.description})")
 
     def receive(self, timeout: float) -> dict | None:
-        payload = self.reader.next(timeout)
-        return None if payload is None else decode(payload)
+        """The server's next message; a child's frame comes as ``{"type": "child", "raw": bytes}``."""
+        frame = self.reader.next(timeout)
+        if frame is None:
+            return None
+        if frame[:1] == CHILD:
+            job, _, payload = open_envelope(frame)
+            return {"type": "child", "job": job, "raw": payload}
+        message = decode(frame[1:])
+        return message if isinstance(message, dict) else {}
 
     def send(self, message: dict) -> None:
-        write_frame(self.process.stdin.fileno(), encode(message))
+        write_frame(self.process.stdin.fileno(), MESSAGE + encode(message))
+
+    def send_request(self, job: int, cpu_seconds: float, frame: bytes) -> None:
+        """Bytes for the job's child, passed on by the server unread."""
+        write_frame(self.process.stdin.fileno(), envelope(REQUEST, job, frame, cpu_seconds))
 
     def interrupt(self, job_id: int, timeout: float = 3.0) -> dict | None:
         """Ask the server to kill a job's child; its exit message once the server confirms.
@@ -438,15 +452,7 @@ class SandboxSession:
         request_id = secrets.randbits(62)
         job = self.job_id
         try:
-            frame = encode({**wire, "id": request_id})
-            self.worker.send(
-                {
-                    "type": "request",
-                    "job": job,
-                    "frame": torch.frombuffer(bytearray(frame), dtype=torch.uint8),
-                    "cpu_seconds": cpu,
-                }
-            )
+            self.worker.send_request(job, cpu, encode({**wire, "id": request_id}))
             deadline = min(time.monotonic() + wall, self.deadline)
             while True:
                 message = self.worker.receive(max(0.0, deadline - time.monotonic()))
@@ -470,9 +476,9 @@ class SandboxSession:
                 if kind == "child_error":
                     self.worker.interrupt(job)
                     raise self.lost("the output was too large to send back")
-                if kind != "child" or type(message.get("frame")) is not torch.Tensor:
+                if kind != "child":
                     continue
-                payload = message["frame"].numpy().tobytes()
+                payload = message["raw"]
                 self.received += len(payload)
                 if self.received > MAX_SUBMISSION_BYTES:
                     self.worker.interrupt(job)
@@ -482,7 +488,8 @@ class SandboxSession:
                 try:
                     inner = decode(payload)
                 except FrameError:
-                    continue
+                    self.worker.interrupt(job)
+                    raise self.lost("the submission sent back something unreadable") from None
                 if type(inner) is dict and inner.get("id") == request_id:
                     return handle_response(inner, self, context)
         except (EOFError, FrameError, OSError, ValueError) as exc:

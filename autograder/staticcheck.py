@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import functools
+import inspect
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -48,8 +51,13 @@ ESCAPE_NAMES = (
     "inspect",
     "threading",
     "_thread",
+    "asyncio",
     "multiprocessing",
+    "torch.multiprocessing",
+    "torch.utils.data",
     "concurrent",
+    "pty",
+    "os.forkpty",
     "subprocess",
     "signal",
     "os.fork",
@@ -105,6 +113,45 @@ class Finding:
                 "the from-scratch check cannot see"
             )
         return f"calls {shown} (cell '{self.cell}', line {self.line}), which this task forbids"
+
+
+def _resolve_path(dotted: str) -> list[object]:
+    """The objects a dotted name walks through in this (trusted) process, without importing.
+
+    ``torch.nn.modules.conv.F.conv2d`` walks torch, torch.nn, ..., and ends at the same
+    function object as ``torch.nn.functional.conv2d``; ``cnnkit.torch`` is the torch module.
+    Only modules already loaded here (and the course helper as ``cnnkit``) are walked.
+    """
+    parts = dotted.split(".")
+    if parts[0] == "cnnkit":
+        from autograder.course import load_helper
+
+        current = load_helper()
+    elif parts[0] in sys.modules:
+        current = sys.modules[parts[0]]
+    else:
+        return []
+    path = [current]
+    for part in parts[1:]:
+        try:
+            current = inspect.getattr_static(current, part)
+        except AttributeError:
+            break
+        path.append(current)
+    return path
+
+
+@functools.lru_cache(maxsize=64)
+def _forbidden_objects(patterns: tuple[str, ...]) -> dict[int, tuple[str, object]]:
+    """Objects the rubric's exact names stand for (id -> (name, object kept alive))."""
+    found = {}
+    for pattern in patterns:
+        if "*" in pattern:
+            continue
+        path = _resolve_path(pattern)
+        if len(path) == len(pattern.split(".")):
+            found[id(path[-1])] = (pattern, path[-1])
+    return found
 
 
 def matches(name: str, pattern: str) -> bool:
@@ -384,6 +431,14 @@ class _Scanner:
         for pattern in self.forbidden:
             if matches(dotted, pattern):
                 self.add(line, pattern.rstrip(".*"), False)
+        if "." in dotted:  # the same API or module reached by another path
+            path = _resolve_path(dotted)
+            for patterns, escape in ((self.forbidden, False), (ESCAPE_NAMES, True)):
+                objects = _forbidden_objects(patterns) if patterns else {}
+                for item in path:
+                    if id(item) in objects:
+                        self.add(line, objects[id(item)][0], escape)
+                        break
         for pattern in ESCAPE_NAMES:
             if matches(dotted, pattern):
                 self.add(line, pattern.rstrip("*"), True)
@@ -434,7 +489,28 @@ def _bound_names(statement: ast.stmt, resolver: _Resolver) -> set[str]:
     return names
 
 
-def _used_names(statement: ast.stmt) -> set[str]:
+def _runs_at_definition(tree: ast.Module) -> list[ast.AST]:
+    """What executes when a cell runs, short of calling its functions: top-level
+    statements (not imports), and of definitions their decorators, default
+    arguments, base classes and class bodies (methods' decorators and defaults too)."""
+    nodes: list[ast.AST] = []
+    stack = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            nodes += node.decorator_list + node.args.defaults
+            nodes += [d for d in node.args.kw_defaults if d is not None]
+        elif isinstance(node, ast.ClassDef):
+            nodes += node.decorator_list + node.bases + [k.value for k in node.keywords]
+            stack.extend(node.body)
+        else:
+            nodes.append(node)
+    return nodes
+
+
+def _used_names(statement: ast.AST) -> set[str]:
     names = {node.id for node in ast.walk(statement) if isinstance(node, ast.Name)}
     for node in ast.walk(statement):  # globals()["name"] reads a global by a literal name
         if (
@@ -464,23 +540,11 @@ def analyze(
         for statement in cell.tree.body:
             for name in _bound_names(statement, resolver):
                 bindings.setdefault(name, []).append((cell, statement))
-    always: list[Finding] = []  # escapes in top-level code, which runs whatever is called
-    for cell in parsed:
-        if cell.trusted:
-            continue
-        scanner = _Scanner(cell.id, resolver, ())
-        for statement in cell.tree.body:
-            if not isinstance(
-                statement,
-                ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Import | ast.ImportFrom,
-            ):
-                scanner.scan(statement, {})
-        always += [f for f in scanner.found.values() if f.escape]
-    result: dict[str, list[Finding]] = {}
-    for part_id, function, forbidden in parts:
+
+    def reach(roots: set[str]) -> list[tuple[_Cell, ast.stmt]]:
         seen: set[int] = set()
-        todo, done = [function], set()
-        reachable: list[tuple[_Cell, ast.stmt]] = []
+        todo, done = list(roots), set()
+        found: list[tuple[_Cell, ast.stmt]] = []
         while todo:
             name = todo.pop()
             if name in done:
@@ -489,8 +553,35 @@ def analyze(
             for cell, statement in bindings.get(name, []):
                 if id(statement) not in seen:
                     seen.add(id(statement))
-                    reachable.append((cell, statement))
+                    found.append((cell, statement))
                     todo.extend(_used_names(statement) - done)
+        return found
+
+    # What runs whenever the cells run: top-level statements, class bodies, decorators
+    # and default arguments, and everything they reach. Escapes there void every part.
+    always: dict[tuple[str, int, str], Finding] = {}
+    roots: set[str] = set()
+    for cell in parsed:
+        if cell.trusted:
+            continue
+        scanner = _Scanner(cell.id, resolver, ())
+        for node in _runs_at_definition(cell.tree):
+            scanner.scan(node, {})
+            roots |= _used_names(node)
+        for finding in scanner.found.values():
+            if finding.escape:
+                always.setdefault((finding.cell, finding.line, finding.name), finding)
+    for cell, statement in reach(roots):
+        if cell.trusted:
+            continue
+        scanner = _Scanner(cell.id, resolver, ())
+        scanner.scan(statement, {})
+        for finding in scanner.found.values():
+            if finding.escape:
+                always.setdefault((finding.cell, finding.line, finding.name), finding)
+    result: dict[str, list[Finding]] = {}
+    for part_id, function, forbidden in parts:
+        reachable = reach({function})
         findings: dict[tuple[str, int, str], Finding] = {}
         for cell, statement in reachable:
             if cell.trusted:
@@ -499,8 +590,8 @@ def analyze(
             scanner.scan(statement, {})
             for finding in scanner.found.values():
                 findings.setdefault((finding.cell, finding.line, finding.name), finding)
-        for finding in always:
-            findings.setdefault((finding.cell, finding.line, finding.name), finding)
+        for key, finding in always.items():
+            findings.setdefault(key, finding)
         if findings:
             result[part_id] = sorted(
                 findings.values(), key=lambda f: (f.escape, f.cell, f.line, f.name)

@@ -168,3 +168,49 @@ def test_clean_solutions_have_no_findings(course):
     for assignment in course.assignments():
         grader = AssignmentGrader(course, assignment)
         assert grader.solution().findings == {}, assignment
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        # a helper called at top level patches the sandbox's trace
+        (
+            "def _quiet():\n    import objects\n    objects.RecordOps.__torch_dispatch__ = None\n_quiet()\n",
+            "def conv2d(x, w):\n    return x\n",
+        ),
+        # the same patch in a class body (it runs when the cell runs)
+        (
+            "class Quiet:\n    import objects\n    objects.RecordOps.x = 1\n",
+            "def conv2d(x, w):\n    return x\n",
+        ),
+        # a thread started by a helper called at top level
+        (
+            "import threading\ndef serve():\n    threading.Thread(target=print).start()\nserve()\n",
+            "def conv2d(x, w):\n    return x\n",
+        ),
+        # a decorator and a default argument run at definition time
+        ("def deco(f):\n    exec('1')\n    return f\n@deco\ndef conv2d(x, w):\n    return x\n",),
+        ("import asyncio\ndef conv2d(x, w):\n    return asyncio.run(x)\n",),
+    ],
+)
+def test_code_that_runs_when_the_cells_run_is_checked_through_calls(cells):
+    program = [("setup", SETUP, True)] + [(f"c{i}", t, False) for i, t in enumerate(cells)]
+    result = analyze(program, [("part", "conv2d", FORBIDDEN), ("other", "unrelated", ())])
+    assert set(result) >= {"part"} and any(f.escape for f in result["part"]), result
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "def conv2d(x, w):\n    return torch.nn.modules.conv.F.conv2d(x, w)\n",
+        "import cnnkit\ndef conv2d(x, w):\n    return cnnkit.torch.nn.functional.conv2d(x, w)\n",
+    ],
+)
+def test_a_forbidden_api_reached_by_another_path_is_found(code):
+    found = findings(code)
+    assert any(not f.escape and f.name.endswith("conv2d") for f in found), found
+
+
+def test_a_whole_forbidden_module_reached_through_the_helper():
+    code = "import cnnkit\ndef conv2d_numpy(x, w):\n    return cnnkit.torch.zeros(2).numpy()\n"
+    assert findings(code, function="conv2d_numpy", forbidden=("torch",))

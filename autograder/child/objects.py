@@ -32,6 +32,7 @@ HANDLE_TAG = "__handle__"
 MAX_DEPTH = 12  # deeper structures stay behind as handles
 MAX_ITEMS = 4096  # per container; longer ones stay behind as handles
 MAX_ITER = 4096  # items an ``iter`` request takes from an iterator
+MAX_VALUES = 100_000  # values one answer may hold; the rest stays behind as handles
 
 
 class RecordOps(TorchDispatchMode):
@@ -76,6 +77,7 @@ class ObjectServer:
         self.device = device
         self.handles: dict[int, Any] = {}
         self.counter = itertools.count(1)
+        self.budget = MAX_VALUES
 
     # ------------------------------------------------------------------ values
 
@@ -123,14 +125,16 @@ class ObjectServer:
             return value
         if depth >= MAX_DEPTH:
             return self.keep(value)
-        if type(value) in (tuple, list) and len(value) <= MAX_ITEMS:
+        if type(value) in (tuple, list) and len(value) <= min(MAX_ITEMS, self.budget):
+            self.budget -= len(value)
             items = [self.to_judge(item, depth + 1) for item in value]
             return tuple(items) if type(value) is tuple else items
         if (
             type(value) in (dict, OrderedDict)
-            and len(value) <= MAX_ITEMS
+            and len(value) <= min(MAX_ITEMS, self.budget)
             and all(type(key) is str for key in value)
         ):
+            self.budget -= len(value)
             return {key: self.to_judge(item, depth + 1) for key, item in value.items()}
         return self.keep(value)
 
@@ -174,6 +178,7 @@ class ObjectServer:
                     value = action()
             else:
                 value = action()
+            self.budget = MAX_VALUES
             response = {"ok": True, "value": self.to_judge(value)}
         except BaseException as exc:  # SystemExit and KeyboardInterrupt included
             response = {"ok": False, "error": describe_error(exc)}

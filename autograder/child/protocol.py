@@ -18,6 +18,12 @@ import torch
 
 HEADER = struct.Struct(">Q")
 MAX_FRAME_BYTES = 64 * 1024 * 1024
+# Between the judge and the fork server, a frame's first byte says what it holds:
+# MESSAGE + torch.save(dict): a control message either way;
+# REQUEST + ENVELOPE(job, cpu seconds) + bytes: a request for the child, passed on as is;
+# CHILD + ENVELOPE(job, 0) + bytes: a frame from the child, passed on unread.
+MESSAGE, REQUEST, CHILD = b"M", b"R", b"C"
+ENVELOPE = struct.Struct(">Qd")
 
 
 class FrameError(Exception):
@@ -61,3 +67,15 @@ def read_frame(fd: int, max_bytes: int = MAX_FRAME_BYTES) -> bytes:
     if size > max_bytes:
         raise FrameError(f"frame of {size} bytes exceeds the limit of {max_bytes}")
     return read_exact(fd, size)
+
+
+def envelope(kind: bytes, job: int, payload: bytes, seconds: float = 0.0) -> bytes:
+    """A child's bytes (or bytes for a child) with the job they belong to, unread."""
+    return kind + ENVELOPE.pack(job, seconds) + payload
+
+
+def open_envelope(frame: bytes) -> tuple[int, float, bytes]:
+    if len(frame) < 1 + ENVELOPE.size:
+        raise FrameError("a frame was cut short")
+    job, seconds = ENVELOPE.unpack(frame[1 : 1 + ENVELOPE.size])
+    return job, seconds, frame[1 + ENVELOPE.size :]

@@ -37,11 +37,16 @@ import torch  # noqa: E402
 import torch.nn.functional  # noqa: E402,F401
 from objects import ObjectServer  # noqa: E402
 from protocol import (  # noqa: E402
+    CHILD,
     HEADER,
     MAX_FRAME_BYTES,
+    MESSAGE,
+    REQUEST,
     FrameError,
     decode,
     encode,
+    envelope,
+    open_envelope,
     read_frame,
     write_frame,
 )
@@ -208,7 +213,7 @@ class Server:
         os.makedirs(self.work_root, mode=0o700, exist_ok=True)
 
     def send(self, message: dict) -> None:
-        write_frame(self.proto_out, encode(message))
+        write_frame(self.proto_out, MESSAGE + encode(message))
 
     def serve(self) -> None:
         self.send({"type": "ready", "pid": os.getpid(), "uid": os.getuid()})
@@ -228,7 +233,11 @@ class Server:
 
     def control(self) -> dict:
         try:
-            message = decode(read_frame(0))
+            frame = read_frame(0, MAX_FRAME_BYTES + (1 << 20))
+            if frame[:1] == REQUEST:
+                job, seconds, payload = open_envelope(frame)
+                return {"type": "request", "job": job, "cpu_seconds": seconds, "raw": payload}
+            message = decode(frame[1:])
         except (EOFError, FrameError):  # the parent is gone: end everything
             self.sweep(0)
             os._exit(0)
@@ -311,7 +320,7 @@ class Server:
                     os.close(request_fd)
                     request_fd, pending = -1, bytearray()
                 elif kind == "request" and request_fd >= 0:
-                    frame = bytes(message["frame"].numpy().tobytes())
+                    frame = message["raw"]
                     pending += HEADER.pack(len(frame)) + frame
                     budget = float(message.get("cpu_seconds") or 0) or None
                     cpu_start = cpu_seconds_of(pid)
@@ -361,8 +370,7 @@ class Server:
                 return True
             payload = bytes(buffer[HEADER.size : HEADER.size + size])
             del buffer[: HEADER.size + size]
-            frame = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
-            self.send({"type": "child", "job": job_id, "frame": frame})
+            write_frame(self.proto_out, envelope(CHILD, job_id, payload))
         return True
 
     def sweep(self, pid: int) -> None:
