@@ -26,6 +26,7 @@ from autograder.rubric import load_rubric
 
 RUBRIC = load_rubric(Path(__file__).resolve().parent.parent / "rubrics" / f"{ASSIGNMENT}.yaml")
 HONEST = ["aaa_honest", "honest_a", "zzz_honest"]  # sorted first, middle and last in the batch
+RESERVED_IDS = ["grades.csv", "report.html", "gradebook.db"]  # the grader's own output names
 
 
 def student_of(index: int) -> str:
@@ -42,7 +43,7 @@ def hostile_batch(tmp_path_factory, sandbox_info):
     listener.listen(8)
     listener.setblocking(False)
     context = Context(out, submissions, out / "gradebook.db", listener.getsockname()[1])
-    for name in HONEST:
+    for name in HONEST + RESERVED_IDS:
         (submissions / f"{name}.ipynb").write_bytes(SOURCE.read_bytes())
     for index, case in enumerate(CORPUS):
         if case.bubblewrap_only and sandbox_info.mode != "bubblewrap":
@@ -65,6 +66,7 @@ def hostile_batch(tmp_path_factory, sandbox_info):
         "seconds": seconds,
         "connections": connections,
         "context": context,
+        "summary": summary,
     }
     shutil.rmtree(root, ignore_errors=True)
 
@@ -86,14 +88,60 @@ def test_each_case_earns_exactly_what_its_code_earns(hostile_batch, sandbox_info
     if case.message:
         said = [t.output for t in result.tests if not t.passed] + result.notes
         assert any(case.message in text for text in said), said
+    page = (hostile_batch["out"] / student_of(index) / "feedback.html").read_text()
+    for text in case.absent:
+        assert text not in page and text not in result.output_tail
+    if case.max_seconds is not None:
+        assert result.execution_time < case.max_seconds, result.execution_time
 
 
 @pytest.mark.slow
-def test_honest_submissions_keep_full_marks_and_the_batch_finishes(hostile_batch):
+def test_honest_submissions_keep_full_marks_and_the_batch_finishes(hostile_batch, capsys):
     results = hostile_batch["results"]
     for name in HONEST:
         assert results[name].score == RUBRIC.total_points, results[name].tests
-    assert len(results) == len(list(hostile_batch["context"].submissions.glob("*.ipynb")))
+    submitted = list(hostile_batch["context"].submissions.glob("*.ipynb"))
+    assert len(results) == len(submitted) - len(RESERVED_IDS)
+    with capsys.disabled():
+        print(f"\nhostile batch: {len(results)} submissions, {hostile_batch['seconds']:.1f} s")
+
+
+@pytest.mark.slow
+def test_reserved_student_ids_are_named_and_not_graded(hostile_batch):
+    out, problems = hostile_batch["out"], hostile_batch["summary"].problems
+    for name in RESERVED_IDS:
+        assert name not in hostile_batch["results"]
+        assert any(problem.startswith(f"{name}.ipynb: not graded") for problem in problems), (
+            problems
+        )
+    assert (out / "gradebook.db").is_file() and (out / "report.html").is_file()
+    rows = list(csv.DictReader((out / "grades.csv").open()))
+    assert sorted(row["student"] for row in rows) == sorted(hostile_batch["results"])
+
+
+@pytest.mark.slow
+def test_every_report_is_written_and_a_rerun_reuses_everything(hostile_batch):
+    out, results = hostile_batch["out"], hostile_batch["results"]
+    for student in results:
+        (out / student / "feedback.html").read_text(encoding="utf-8")
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert all(f"{student}/feedback.html" in report for student in results)
+    again = grade_batch(
+        ASSIGNMENT, hostile_batch["context"].submissions, out, workers=2, progress=False
+    )
+    assert (again.graded, again.reused) == (0, len(results))
+    assert {r.student: r.score for r in again.results} == {s: r.score for s, r in results.items()}
+    (out / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_a_file_name_that_is_not_utf8_is_named_and_reported(tmp_path):
+    submissions = tmp_path / "submitted"
+    submissions.mkdir()
+    (submissions / os.fsdecode(b"\xff\xfe.ipynb")).write_bytes(SOURCE.read_bytes())
+    summary = grade_batch(ASSIGNMENT, submissions, tmp_path / "graded", workers=1, progress=False)
+    assert summary.results == [] and len(summary.problems) == 1
+    assert "not graded" in (tmp_path / "graded" / "report.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.slow
@@ -121,7 +169,7 @@ def test_secrets_never_reach_the_student(hostile_batch, sandbox_info, course):
     page = (hostile_batch["out"] / student_of(index) / "feedback.html").read_text()
     assert "blocked" in result.output_tail
     secrets = [
-        (course.root / "autograder" / "suites" / f"{ASSIGNMENT}.py").read_text(),
+        (course.root / "autograder" / "suites" / f"test_{ASSIGNMENT}.py").read_text(),
         (course.root / "solutions" / "convolution.py").read_text(),
         (course.root / "rubrics" / f"{ASSIGNMENT}.yaml").read_text(),
     ]
@@ -246,7 +294,7 @@ def test_killing_grade_mid_batch_loses_and_duplicates_nothing(course, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_hundred_submissions_each_get_their_solo_score(course, kit, tmp_path, capsys):
+def test_two_hundred_submissions_each_get_their_solo_score(course, grade, tmp_path, capsys):
     submissions = tmp_path / "submitted"
     submissions.mkdir()
     honest = [("solution", SOURCE.read_bytes())] + [
@@ -274,7 +322,7 @@ def test_two_hundred_submissions_each_get_their_solo_score(course, kit, tmp_path
             kind, data = honest[number % len(honest)]
         kinds[f"s{number:03d}"] = kind
         (submissions / f"s{number:03d}.ipynb").write_bytes(data)
-    solo = {name: kit.grade(ASSIGNMENT, data, "solo").score for name, data in honest}
+    solo = {name: result.score for name, result in grade(ASSIGNMENT, dict(honest)).items()}
     started = time.monotonic()
     summary = grade_batch(ASSIGNMENT, submissions, tmp_path / "out", workers=2, progress=False)
     seconds = time.monotonic() - started
