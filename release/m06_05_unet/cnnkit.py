@@ -281,8 +281,12 @@ def check_close(
             f"{name}: max abs error {max_error(a, e):.2e} (allowed {atol:.0e} + {rtol:.0e}*|expected|)"
         )
     elif isinstance(expected, float) and not isinstance(expected, bool):
-        ok = isinstance(actual, int | float) and abs(actual - expected) <= atol + rtol * abs(expected)
-        assert ok, f"{name}: got {actual!r}, expected {expected!r} (within {atol:.0e} + {rtol:.0e}*|expected|)"
+        ok = isinstance(actual, int | float) and abs(actual - expected) <= atol + rtol * abs(
+            expected
+        )
+        assert ok, (
+            f"{name}: got {actual!r}, expected {expected!r} (within {atol:.0e} + {rtol:.0e}*|expected|)"
+        )
     else:
         assert actual == expected, f"{name}: got {actual!r}, expected {expected!r}"
     print(f"✓ {name}")
