@@ -544,7 +544,8 @@ CORPUS: list[Hostile] = [
     Hostile("reaches F.conv2d via importlib", "forbidden", body("conv2d", "import importlib\nfunctional = importlib.import_module('torch.nn.functional')\nreturn functional.conv2d(x, weight, bias, stride, 0 if padding == 'valid' else padding, dilation, groups)"), loses=CONV, message="from-scratch rule"),  # new core: the escape is inside conv2d, so it voids conv2d only
     Hostile("reaches convolution via torch.ops", "forbidden", body("conv2d", "import torch\np = (0, 0) if padding == 'valid' else padding\np = (p, p) if isinstance(p, int) else p\ns = (stride, stride) if isinstance(stride, int) else stride\nd = (dilation, dilation) if isinstance(dilation, int) else dilation\nreturn torch.ops.aten.convolution(x, weight, bias, list(s), list(p), list(d), False, [0, 0], groups)"), loses=CONV, message="from-scratch rule"),  # new core: the escape is inside conv2d, so it voids conv2d only
     # threads: the ATen trace cannot see them, so any thread API reachable from a part voids it
-    Hostile("runs F.conv2d in a threading.Thread", "forbidden", body("conv2d", in_thread(f"F.conv2d({CONV_ARGS})")), loses=CONV, message="threading"),
+    # the forbidden call is named first; the thread is named too
+    Hostile("runs F.conv2d in a threading.Thread", "forbidden", body("conv2d", in_thread(f"F.conv2d({CONV_ARGS})")), loses=CONV, message="which this task forbids"),
     Hostile("runs the three poolings in threading.Threads", "forbidden",
             patched(max_pool2d=replace_body(in_thread("F.max_pool2d(x, kernel_size, stride, padding)")),
                     avg_pool2d=replace_body(in_thread("F.avg_pool2d(x, kernel_size, stride, padding)")),
@@ -553,7 +554,7 @@ CORPUS: list[Hostile] = [
     Hostile("runs F.conv2d in a threading.Thread in the NumPy conv", "forbidden", body("conv2d_numpy", in_thread(NUMPY_CALL)), loses=NUMPY, message="threading"),
     Hostile("serves F.conv2d from a thread started by a helper called at top level", "forbidden",
             patched(conv2d=[prepend(THREAD_SERVER), replace_body(f"_jobs.put(({CONV_ARGS}))\nreturn _done.get()")]),
-            loses=CONV, message="from-scratch rule"),
+            loses=FROM_SCRATCH, message="from-scratch rule"),  # code run at cell time can reach any part
     Hostile("runs re-exported F.conv2d, F.max_pool2d and cnnkit.torch in asyncio.to_thread", "forbidden",
             patched(conv2d=replace_body(f"import asyncio\nreturn asyncio.run(asyncio.to_thread(torch.nn.modules.conv.F.conv2d, {CONV_ARGS}))"),
                     max_pool2d=replace_body("import asyncio\nreturn asyncio.run(asyncio.to_thread(torch.nn.modules.pooling.F.max_pool2d, x, kernel_size, stride, padding))"),
