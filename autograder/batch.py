@@ -36,7 +36,7 @@ from autograder.gradebook import open_gradebook, record
 from autograder.grader import AssignmentGrader
 from autograder.report import write_class_report, write_feedback, write_grades_csv
 from autograder.results import SubmissionResult, clean, read_results, write_json_atomic
-from autograder.sandbox import SandboxInfo, check_bubblewrap
+from autograder.sandbox import SandboxInfo, resolve_device, resolve_sandbox
 from autograder.submissions import Submission, discover
 
 MAX_RESULT_LINE = 16 * 1024 * 1024  # a judge's result for one submission, as JSON
@@ -54,29 +54,6 @@ class BatchSummary:
     seconds: float
     paths: dict[str, Path] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but no CUDA device is available")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device '{device}' (use auto, cpu or cuda)")
-    return device
-
-
-def resolve_sandbox(mode: str) -> SandboxInfo:
-    if mode == "rlimits":
-        return SandboxInfo("rlimits", "requested with --sandbox rlimits")
-    info = check_bubblewrap()
-    if mode == "bubblewrap" and info.mode != "bubblewrap":
-        raise RuntimeError(f"bubblewrap was required but does not work here: {info.reason}")
-    if info.mode != "bubblewrap":
-        print(f"WARNING: {info.description}", file=sys.stderr)
-    return info
 
 
 def _sha(path: Path | None) -> str:

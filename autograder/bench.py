@@ -360,7 +360,7 @@ def run_bench(
     course: Course | None = None,
     cell_timeout: int = 30,
 ) -> dict:
-    from autograder.batch import resolve_sandbox
+    from autograder.sandbox import resolve_sandbox
 
     course = course or Course.here()
     course.require(assignment)

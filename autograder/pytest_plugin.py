@@ -44,6 +44,7 @@ from pathlib import Path
 import pytest
 from _pytest.runner import runtestprotocol
 
+from autograder import sandbox
 from autograder.checks import CheckFailure, CheckHelper
 from autograder.course import Course
 from autograder.fixtures import Fixtures
@@ -65,7 +66,6 @@ from autograder.sandbox import (
     SandboxInfo,
     SandboxSession,
     Worker,
-    check_bubblewrap,
     wall_seconds,
 )
 
@@ -87,22 +87,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise pytest.UsageError("--device cuda was asked for, but no CUDA device is available")
-    return device
+    try:
+        return sandbox.resolve_device(device)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def resolve_sandbox(mode: str) -> SandboxInfo:
-    if mode == "rlimits":
-        return SandboxInfo("rlimits", "requested with --sandbox rlimits")
-    info = check_bubblewrap()
-    if mode == "bubblewrap" and info.mode != "bubblewrap":
-        raise pytest.UsageError(f"bubblewrap was required but does not work here: {info.reason}")
-    return info
+    try:
+        return sandbox.resolve_sandbox(mode)
+    except RuntimeError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 @dataclass(frozen=True)

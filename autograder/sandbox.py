@@ -178,6 +178,31 @@ def check_bubblewrap() -> SandboxInfo:
     return SandboxInfo("bubblewrap")
 
 
+def resolve_device(device: str) -> str:
+    """``auto``, ``cpu`` or ``cuda`` to the device a run uses (ValueError if unavailable)."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but no CUDA device is available")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device '{device}' (use auto, cpu or cuda)")
+    return device
+
+
+def resolve_sandbox(mode: str) -> SandboxInfo:
+    """The sandbox a run uses; ``auto`` falls back to the weaker mode with a warning."""
+    if mode == "rlimits":
+        return SandboxInfo("rlimits", "requested with --sandbox rlimits")
+    info = check_bubblewrap()
+    if mode == "bubblewrap" and info.mode != "bubblewrap":
+        raise RuntimeError(f"bubblewrap was required but does not work here: {info.reason}")
+    if info.mode != "bubblewrap":
+        print(f"WARNING: {info.description}", file=sys.stderr)
+    return info
+
+
 # --------------------------------------------------------------------------- worker
 
 
