@@ -260,7 +260,6 @@ class Grading:
             outcomes,
             session.cell_errors if session else {},
             sandbox=self.info.description if self.info else "in-process (solution notebook)",
-            notes=session.notes if session else [],
             seconds=getattr(session, "seconds", 0.0),
             output_tail=session.output_tail if session else "",
         )

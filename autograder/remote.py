@@ -18,7 +18,6 @@ Objects that cannot cross stay in the sandbox and arrive as :class:`Handle`:
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -270,9 +269,6 @@ class RemoteCallable:
 
     def __repr__(self) -> str:
         return f"<student's {self._name}>"
-
-
-_ids = itertools.count(1)
 
 
 def _request(session: Session, payload: dict) -> Any:

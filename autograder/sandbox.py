@@ -384,7 +384,6 @@ class SandboxSession:
         self.job_id: int | None = None
         self.cell_errors: dict[str, str] = {}
         self.skip_cells: set[str] = set()
-        self.notes: list[str] = []
         self.output_tail = ""
         self.context = None
         self.started = time.monotonic()
@@ -538,7 +537,6 @@ class LocalSession:
         self.generation = 1
         self.context = None
         self.cell_errors: dict[str, str] = {}
-        self.notes: list[str] = []
         self.output_tail = ""
         self.server = ObjectServer({"__name__": "__main__"}, device)
         for cell in cells:

@@ -447,7 +447,7 @@ class _Scanner:
 # --------------------------------------------------------------------------- reachability
 
 
-def _bound_names(statement: ast.stmt, resolver: _Resolver) -> set[str]:
+def _bound_names(statement: ast.stmt) -> set[str]:
     """Global names a top-level statement binds, with the roots of module attributes it sets."""
     if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
         names = {statement.name}
@@ -538,7 +538,7 @@ def analyze(
     bindings: dict[str, list[tuple[_Cell, ast.stmt]]] = {}
     for cell in parsed:
         for statement in cell.tree.body:
-            for name in _bound_names(statement, resolver):
+            for name in _bound_names(statement):
                 bindings.setdefault(name, []).append((cell, statement))
 
     def reach(roots: set[str]) -> list[tuple[_Cell, ast.stmt]]:
