@@ -198,6 +198,17 @@ class Grading:
         worker.start()  # warm once (torch imported) before the first student's clock starts
         return worker
 
+    def launch_worker(self) -> None:
+        """Serve mode: launch the worker early; :meth:`serve` waits until it is warm."""
+        self.info = resolve_sandbox(self.config.getoption("sandbox"))
+        self.worker = Worker(
+            self.config.getoption("worker_index"), self.device, self.rubric.limits, self.info
+        )
+        try:
+            self.worker.launch()
+        except (OSError, SandboxError):
+            self.worker = None
+
     # ---------------------------------------------------------------- fixtures
 
     def student(self, item: pytest.Item) -> Student:
@@ -268,11 +279,15 @@ class Grading:
 
     def serve(self, session: pytest.Session) -> None:
         reading, writing = (int(fd) for fd in self.config.getoption("grade_serve").split(","))
-        self.info = resolve_sandbox(self.config.getoption("sandbox"))
+        if self.info is None:
+            self.info = resolve_sandbox(self.config.getoption("sandbox"))
         startup_error = None
         try:
-            self.worker = self.start_worker()
-        except SandboxError as exc:
+            if self.worker is None:
+                self.worker = self.start_worker()
+            else:
+                self.worker.wait_ready()
+        except (OSError, SandboxError) as exc:
             startup_error = f"the sandbox worker could not start: {exc}"
         with os.fdopen(reading, "r") as jobs, os.fdopen(writing, "w") as results:
             for line in jobs:
@@ -332,6 +347,13 @@ class Grading:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    global STATE
+    if config.getoption("grade_serve"):
+        # Start the sandbox worker now, so that it warms up while the judge collects.
+        suites = [Path(arg) for arg in config.args if Path(arg).name.startswith("test_")]
+        if len(suites) == 1 and suites[0].suffix == ".py":
+            STATE = Grading(config, suites[0].stem.removeprefix("test_"))
+            STATE.launch_worker()
     # CUDA reserves far more address space than it uses: the bound is for CPU grading.
     if config.getoption("grade_serve") and resolve_device(config.getoption("device")) == "cpu":
         try:  # the judge's own bound; children of this process may lift the soft limit
@@ -352,7 +374,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         raise pytest.UsageError(
             f"run one hidden suite at a time (got {', '.join(sorted(assignments))})"
         )
-    STATE = Grading(config, assignments.pop())
+    assignment = assignments.pop()
+    if STATE is None or STATE.rubric.assignment != assignment:
+        STATE = Grading(config, assignment)
     STATE.collect(items)
     STATE.start()
 

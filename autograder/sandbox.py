@@ -254,6 +254,11 @@ class Worker:
         return [sys.executable, "-I", str(CHILD_DIR / "server.py")]
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the server process without waiting for it to finish warming up."""
         env = None
         if self.info.mode != "bubblewrap":
             self.tmpdir = tempfile.mkdtemp(prefix=f"grader-worker{self.index}-")
@@ -274,6 +279,8 @@ class Worker:
             env=env,
         )
         self.reader = FrameReader(self.process.stdout.fileno())
+
+    def wait_ready(self) -> None:
         try:
             ready = self.receive(self.limits.startup_seconds)
         except (EOFError, FrameError):
