@@ -32,7 +32,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from autograder.course import Course
-from autograder.gradebook import open_gradebook, record
+from autograder.gradebook import GradebookWriter
 from autograder.grader import AssignmentGrader
 from autograder.report import write_class_report, write_feedback, write_grades_csv
 from autograder.results import SubmissionResult, clean, read_results, write_json_atomic
@@ -118,6 +118,11 @@ class Judge:
         return self.log.read().decode("utf-8", "replace")
 
     def close(self, kill: bool = False) -> None:
+        self.hang_up(kill)
+        self.wait()
+
+    def hang_up(self, kill: bool = False) -> None:
+        """No more jobs: the judge finishes and exits (at once with ``kill``)."""
         try:
             os.close(self.jobs_fd)
         except OSError:
@@ -127,6 +132,8 @@ class Judge:
                 os.killpg(self.process.pid, signal.SIGKILL)
             except OSError:
                 pass
+
+    def wait(self) -> None:
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -198,8 +205,10 @@ def run_judges(
                     if pending:
                         judges[slot].send(pending.popleft(), budget + limits.startup_seconds)
     finally:
+        for judge in judges:  # all at once: each takes a moment to wind down
+            judge.hang_up(kill=judge.current is not None)
         for judge in judges:
-            judge.close(kill=judge.current is not None)
+            judge.wait()
 
 
 def grade_batch(
@@ -228,7 +237,7 @@ def grade_batch(
         print(f"WARNING: {problem}", file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
     gradebook_url = gradebook or f"sqlite:///{(out_dir / 'gradebook.db').resolve()}"
-    book = open_gradebook(gradebook_url, grader.rubric)
+    book = GradebookWriter(gradebook_url, grader.rubric)
 
     results: dict[str, SubmissionResult] = {}
     todo: list[Submission] = []
@@ -241,7 +250,7 @@ def grade_batch(
             and previous.sha256 == _sha(submission.path)
         ):
             results[submission.student] = previous
-            record(book, grader.rubric, previous)  # the gradebook may have missed it before a crash
+            book.record(previous)  # the gradebook may have missed it before a crash
         else:
             todo.append(submission)
     reused = len(results)
@@ -260,12 +269,11 @@ def grade_batch(
         for result in finished:
             write_json_atomic(out_dir / result.student / "results.json", result.to_gradescope())
             write_feedback(out_dir / result.student / "feedback.html", result, grader.rubric)
-            record(book, grader.rubric, result)
+            book.record(result)
             results[result.student] = result
             bar.set_postfix_str(f"{result.student}: {result.score:g}/{result.max_score:g}")
             bar.update()
     bar.close()
-    book.close()
 
     ordered = [results[key] for key in sorted(results)]
     summary = BatchSummary(
@@ -288,4 +296,5 @@ def grade_batch(
         if gradebook_url.startswith("sqlite:///")
         else Path(gradebook_url)
     )
+    book.close()  # last: a gradebook error is raised after everything else is written
     return summary

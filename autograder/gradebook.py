@@ -6,15 +6,16 @@ worth the part's points); its auto score is the sum of the part's hidden checks.
 
 from __future__ import annotations
 
-import os
-import sys
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-
-from nbgrader.api import Gradebook, MissingEntry
+from typing import TYPE_CHECKING
 
 from autograder.results import SubmissionResult
 from autograder.rubric import Rubric
+
+if TYPE_CHECKING:  # nbgrader takes 2 s to import: the writer thread imports it
+    from nbgrader.api import Gradebook
 
 
 def notebook_name(rubric: Rubric) -> str:
@@ -34,6 +35,8 @@ def ensure_assignment(gradebook: Gradebook, rubric: Rubric) -> None:
 
 def record(gradebook: Gradebook, rubric: Rubric, result: SubmissionResult) -> None:
     """Store one student's part scores (idempotent: re-recording overwrites)."""
+    from nbgrader.api import MissingEntry
+
     gradebook.update_or_create_student(result.student)
     try:
         gradebook.find_submission(rubric.assignment, result.student)
@@ -50,12 +53,70 @@ def record(gradebook: Gradebook, rubric: Rubric, result: SubmissionResult) -> No
     gradebook.db.commit()
 
 
+def alembic_head() -> str:
+    """The schema revision nbgrader stamps on a new gradebook."""
+    import nbgrader
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(Path(nbgrader.__file__).parent / "alembic")).get_current_head()
+
+
+def _stamp_new_database(url: str) -> None:
+    """Stamp a new database as nbgrader's Gradebook does, without its ``alembic`` subprocess.
+
+    nbgrader runs the ``alembic heads`` command for every new database, which costs
+    seconds of CPU per batch; reading the same head from nbgrader's own migration
+    scripts costs milliseconds. An existing database is left alone.
+    """
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(url)
+    try:
+        if inspect(engine).get_table_names():
+            return
+        with engine.begin() as connection:
+            connection.execute(
+                text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+            )
+            connection.execute(
+                text("INSERT INTO alembic_version (version_num) VALUES (:head)"),
+                {"head": alembic_head()},
+            )
+    finally:
+        engine.dispose()
+
+
 def open_gradebook(url: str, rubric: Rubric) -> Gradebook:
-    # nbgrader runs the `alembic` command when it creates a database: make sure the
-    # one installed beside this interpreter is found even if the venv is not activated.
-    bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    from nbgrader.api import Gradebook
+
+    _stamp_new_database(url)
     gradebook = Gradebook(url)
     ensure_assignment(gradebook, rubric)
     return gradebook
+
+
+class GradebookWriter:
+    """The gradebook, owned by one thread so that opening it overlaps grading.
+
+    Creating a new database runs nbgrader's ``alembic`` command (seconds). Every
+    gradebook operation runs in order on the writer's single thread; :meth:`close`
+    waits for them and raises the first error, after the results are on disk.
+    """
+
+    def __init__(self, url: str, rubric: Rubric) -> None:
+        self.rubric = rubric
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradebook")
+        self._book = self._thread.submit(open_gradebook, url, rubric)
+        self._done: list[Future] = [self._book]
+
+    def record(self, result: SubmissionResult) -> None:
+        self._done.append(self._thread.submit(self._record, result))
+
+    def _record(self, result: SubmissionResult) -> None:
+        record(self._book.result(), self.rubric, result)
+
+    def close(self) -> None:
+        self._done.append(self._thread.submit(lambda: self._book.result().close()))
+        self._thread.shutdown(wait=True)
+        for future in self._done:
+            future.result()
