@@ -217,11 +217,21 @@ def test_solution_scores_full_marks_on_cuda(grade, course, assignment):
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_the_notebook_states_the_grading_limits(course, assignment):
-    limits = load_rubric(course.rubric_path(assignment)).limits
+    rubric = load_rubric(course.rubric_path(assignment))
+    limits = rubric.limits
     intro = read_source(course.source_notebook(assignment))[0].source
+    overrides = {
+        (rubric.part(check.part).function, check.cpu_seconds)
+        for check in rubric.checks
+        if check.cpu_seconds is not None
+    }
+    exceptions = "; ".join(
+        f"{seconds:g} s for `{function}`" for function, seconds in sorted(overrides)
+    )
     stated = (
-        f"Each call may use {limits.call_cpu_seconds:g} s of CPU time and each cell "
-        f"{limits.cell_cpu_seconds:g} s"
+        f"Each call may use {limits.call_cpu_seconds:g} s of CPU time"
+        + (f" ({exceptions})" if exceptions else "")
+        + f" and each cell {limits.cell_cpu_seconds:g} s"
     )
     assert stated in intro and f"the whole submission has {limits.submission_seconds:g} s" in intro
     assert "Helper functions, imports and constants in cells you add are available" in intro
