@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from autograder.course import Course
-from autograder.mutants import apply_lazy, apply_mutant, load_lazy, load_mutants
+from autograder.mutants import apply_lazy, apply_mutant, apply_scaling, load_lazy, load_mutants
 from autograder.notebook import read_source
 from autograder.rubric import load_rubric
 
@@ -52,6 +52,9 @@ def graded(grade):
                 {f"m-{m.name}": apply_mutant(source, m) for m in load_mutants(assignment)}
             )
             notebooks.update({f"l-{z.name}": apply_lazy(source, z) for z in load_lazy(assignment)})
+            rubric = load_rubric(COURSE.rubric_path(assignment))
+            notebooks["t-float32"] = apply_scaling(source, rubric, 1 + 1e-6)
+            notebooks["t-bug"] = apply_scaling(source, rubric, 1.01, shift=1)
             cache[assignment] = grade(assignment, notebooks)
         return cache[assignment]
 
@@ -118,6 +121,27 @@ def test_lazy_submission_scores_zero(graded, assignment, lazy):
     result = graded(assignment)[f"l-{lazy.name}"]
     assert result.score == 0, [(t.check, t.output) for t in result.tests if t.passed]
     assert not result.fatal
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_float32_rounding_keeps_every_point(graded, assignment):
+    """Tolerance policy: every graded output scaled by (1 + 1e-6), one float32 step."""
+    result = graded(assignment)["t-float32"]
+    assert result.score == result.max_score, [
+        (t.check, t.output) for t in result.tests if not t.passed
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_one_percent_off_loses_a_check_in_every_part(graded, course, assignment):
+    """Tolerance policy: outputs scaled by 1.01 and integers off by one are real bugs."""
+    result = graded(assignment)["t-bug"]
+    rubric = load_rubric(course.rubric_path(assignment))
+    lost = {t.check for t in result.tests if not t.passed}
+    kept = [p.id for p in rubric.parts if not lost & {c.id for c in p.checks}]
+    assert not kept, f"parts that did not notice 1% off: {kept}"
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
