@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from autograder.batch import grade_batch
-from autograder.course import HELPER_MODULE, Course
+from autograder.course import HELPER_MODULE, Course, copy_package
 from autograder.mutants import apply_mutant, edit_cell, load_mutants
 from autograder.rubric import load_rubric
 
@@ -235,7 +235,7 @@ def run_nbgrader(
         target = root / "submitted" / notebook.stem / assignment
         target.mkdir(parents=True)
         shutil.copy(notebook, target / f"{assignment}.ipynb")
-        shutil.copy(course.helper_module, target / HELPER_MODULE)
+        copy_package(course.helper_module, target / HELPER_MODULE)
     started = time.time()
     with MemorySampler(os.getpid()) as memory:
         subprocess.run(

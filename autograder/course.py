@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-HELPER_MODULE = "cnnkit.py"
+HELPER_MODULE = "cnnkit"  # a package: one module per concern
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Course:
 
     @property
     def helper_module(self) -> Path:
-        """The one helper module every notebook imports; it ships in every release folder."""
+        """The helper package every notebook imports; it ships in every release folder."""
         return self.source_dir / HELPER_MODULE
 
     def rubric_path(self, assignment: str) -> Path:
@@ -60,11 +60,37 @@ class Course:
             raise ValueError(f"unknown assignment '{assignment}' (known: {known})")
 
 
+def package_files(folder: Path, name: str = HELPER_MODULE) -> dict[str, str]:
+    """``{"cnnkit/<module>.py": text}`` for the helper package in ``folder``."""
+    root = folder / name
+    return {
+        f"{name}/{path.relative_to(root).as_posix()}": path.read_text()
+        for path in sorted(root.rglob("*.py"))
+        if "__pycache__" not in path.parts
+    }
+
+
+def copy_package(source: Path, target: Path) -> None:
+    """Replace ``target`` (a folder, a link or an old single-file module) by a copy of ``source``."""
+    import shutil
+
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
 @functools.cache
 def load_helper() -> ModuleType:
-    """The trusted copy of the notebook helper module (``source/cnnkit.py``), for references."""
+    """The trusted copy of the notebook helper package (``source/cnnkit``), for references."""
     path = Course.here().helper_module
-    spec = importlib.util.spec_from_file_location("cnnkit_trusted", path)
+    spec = importlib.util.spec_from_file_location(
+        "cnnkit_trusted", path / "__init__.py", submodule_search_locations=[str(path)]
+    )
     module = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.modules[spec.name] = module  # its submodules import each other relatively
     spec.loader.exec_module(module)
     return module

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from autograder.checks import summarize
-from autograder.course import Course
+from autograder.course import Course, package_files
 from autograder.notebook import Answers, Cell, build_program, extract_answers, read_source
 from autograder.results import SubmissionResult, TestResult
 from autograder.rubric import Rubric, load_rubric
@@ -49,7 +49,12 @@ class AssignmentGrader:
         self.source: list[Cell] = read_source(course.source_notebook(assignment))
         # What the sandbox gets of the course: the released helper modules, sent with each job.
         release = course.release_dir / assignment
-        self.files = {name: (release / name).read_text() for name in self.rubric.files}
+        self.files: dict[str, str] = {}
+        for name in self.rubric.files:
+            if (release / name).is_dir():
+                self.files.update(package_files(release, name))
+            else:
+                self.files[name] = (release / name).read_text()
 
     def prepare(self, raw: bytes) -> Prepared:
         """Parse and repair a submission (raises NotebookError when it cannot be read)."""

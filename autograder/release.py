@@ -8,12 +8,11 @@ release folder is everything a student needs.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from autograder.course import HELPER_MODULE, Course
+from autograder.course import HELPER_MODULE, Course, copy_package
 
 
 class ReleaseError(RuntimeError):
@@ -47,9 +46,9 @@ def release(
             raise ReleaseError(
                 f"nbgrader generate_assignment {assignment} failed:\n{done.stdout}\n{done.stderr}"
             )
-        helper = target / HELPER_MODULE
-        if helper.is_symlink():
-            helper.unlink()
-        shutil.copyfile(course.helper_module, helper)
+        old_single_file = target / "cnnkit.py"
+        if old_single_file.exists() or old_single_file.is_symlink():
+            old_single_file.unlink()
+        copy_package(course.helper_module, target / HELPER_MODULE)
         written.append(target)
     return written

@@ -12,7 +12,7 @@ def test_assignments_have_source_and_rubric(course):
         assert (
             course.source_notebook(assignment).exists() and course.rubric_path(assignment).exists()
         )
-    assert course.helper_module.name == "cnnkit.py"
+    assert course.helper_module.name == "cnnkit" and (course.helper_module / "__init__.py").exists()
 
 
 def test_unknown_assignment_is_refused(course):

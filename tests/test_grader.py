@@ -13,7 +13,8 @@ ASSIGNMENT = "m06_02_convolution"
 
 def test_files_and_program_come_from_the_course(course):
     grader = AssignmentGrader(course, ASSIGNMENT)
-    assert set(grader.files) == {"cnnkit.py"}
+    assert "cnnkit/__init__.py" in grader.files and "cnnkit/checks.py" in grader.files
+    assert all(name.startswith("cnnkit/") for name in grader.files)
     program = grader.solution().program
     assert program[0]["id"] == "setup"
     assert [c["id"] for c in program[1:]] == [p.answer_cell for p in grader.rubric.parts]

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from autograder.course import HELPER_MODULE
+from autograder.course import package_files
 from autograder.notebook import read_source
 from autograder.release import release
 
@@ -73,7 +73,8 @@ def test_no_solution_code_or_hidden_test_text_in_the_release(course):
 def test_each_release_ships_the_helper_module_and_stubs(course):
     for assignment in course.assignments():
         folder = course.release_dir / assignment
-        assert (folder / HELPER_MODULE).read_bytes() == course.helper_module.read_bytes()
+        assert package_files(folder) == package_files(course.source_dir)
+        assert not (folder / "cnnkit.py").exists()
         notebook = (folder / f"{assignment}.ipynb").read_text()
         assert "# TODO: your code here" in notebook and "raise NotImplementedError()" in notebook
         assert '"outputs": []' in notebook and '"execution_count": null' in notebook

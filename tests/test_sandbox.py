@@ -55,6 +55,18 @@ def test_results_come_back_and_helper_modules_are_importable(worker):
     running.close()
 
 
+def test_helper_packages_arrive_with_their_folders_and_stay_inside_the_job(worker):
+    files = {
+        "pkg/__init__.py": "from .inner import VALUE\n",
+        "pkg/inner.py": "VALUE = 7\n",
+        "../../escape.py": "VALUE = 1\n",  # no path leaves the job's folder
+    }
+    cells = {"a": "import os, pkg\ndef f():\n    return pkg.VALUE, os.path.exists('escape.py')\n"}
+    running, student = session(worker, cells, files=files)
+    assert student.f() == (7, True)
+    running.close()
+
+
 def test_objects_stay_behind_as_handles(worker):
     cells = {
         "a": "import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"

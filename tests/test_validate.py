@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.course import Course
+from autograder.course import Course, copy_package
 
 COURSE = Course.here()
 ASSIGNMENTS = COURSE.assignments()
@@ -22,7 +22,7 @@ def validate(notebook: Path, folder: Path) -> str:
     folder.mkdir(parents=True)
     copy = folder / notebook.name
     shutil.copy(notebook, copy)
-    shutil.copy(COURSE.helper_module, folder / COURSE.helper_module.name)
+    copy_package(COURSE.helper_module, folder / COURSE.helper_module.name)
     env = dict(os.environ, CNNKIT_SMOKE="1", CNNKIT_DATA=str(folder / "data"))
     env.pop("MPLBACKEND", None)
     done = subprocess.run(

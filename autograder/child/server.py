@@ -246,8 +246,13 @@ class Server:
     def run_job(self, job: dict) -> None:
         workdir = os.path.join(self.work_root, f"job-{job['id']}")
         os.makedirs(workdir)
-        for name, text in job.get("files", {}).items():  # course helper modules
-            with open(os.path.join(workdir, os.path.basename(name)), "w") as handle:
+        for name, text in job.get("files", {}).items():  # course helper modules and packages
+            parts = [part for part in str(name).split("/") if part not in ("", ".", "..")]
+            if not parts:
+                continue
+            path = os.path.join(workdir, *parts)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as handle:
                 handle.write(text)
         # The child's output goes to an unlinked file the server holds open: its tail is
         # read through this descriptor, never through a path a child could replace.
