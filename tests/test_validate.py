@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from autograder.course import Course, copy_package
+from autograder.mutants import Lazy, apply_lazy
 
 COURSE = Course.here()
 ASSIGNMENTS = COURSE.assignments()
@@ -49,3 +50,18 @@ def test_nbgrader_validate_fails_the_release(assignment, tmp_path):
     output = validate(COURSE.release_notebook(assignment), tmp_path / "release")
     assert "VALIDATION FAILED" in output, output[-4000:]
     assert "NotImplementedError" in output
+
+
+@pytest.mark.slow
+def test_a_conv2d_that_calls_the_library_fails_its_visible_check(tmp_path):
+    """`return F.conv2d(...)` passes every value check; the visible from-scratch check,
+    the grader's own rule, fails it before the student submits."""
+    source = COURSE.source_notebook("m06_02_convolution")
+    shortcut = "    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)\n"
+    raw = apply_lazy(source, Lazy("shortcut", "calls F.conv2d", (("conv2d", shortcut),)))
+    notebook = tmp_path / "src" / source.name
+    notebook.parent.mkdir()
+    notebook.write_bytes(raw)
+    output = validate(notebook, tmp_path / "shortcut")
+    assert "VALIDATION FAILED ON 1 CELL(S)" in output, output[-4000:]
+    assert "calls F.conv2d" in output and "which this task forbids" in output
