@@ -211,6 +211,31 @@ def run_judges(
             judge.wait()
 
 
+def _require_writable(folder: Path) -> None:
+    """``folder`` exists (created if need be) and takes files, or a one-line ValueError."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot write to --out {folder}: {exc.strerror or exc}") from None
+
+
+def _require_gradebook_url(url: str) -> None:
+    """A malformed URL, or an SQLite file in a folder that cannot take it, fails before grading."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"--gradebook {url!r} is not a database URL (sqlite:///path.db)") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).expanduser().resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise ValueError(f"--gradebook {url!r}: cannot write to {folder}")
+
+
 def grade_batch(
     assignment: str,
     submissions_dir: str | Path,
@@ -235,8 +260,11 @@ def grade_batch(
     problems = [clean(problem) for problem in problems]  # file names need not be UTF-8
     for problem in problems:
         print(f"WARNING: {problem}", file=sys.stderr)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not submissions and not problems:
+        raise ValueError(f"no notebooks in {submissions_dir}: nothing to grade")
+    _require_writable(out_dir)
     gradebook_url = gradebook or f"sqlite:///{(out_dir / 'gradebook.db').resolve()}"
+    _require_gradebook_url(gradebook_url)
     book = GradebookWriter(gradebook_url, grader.rubric)
 
     results: dict[str, SubmissionResult] = {}
@@ -296,5 +324,12 @@ def grade_batch(
         if gradebook_url.startswith("sqlite:///")
         else Path(gradebook_url)
     )
-    book.close()  # last: a gradebook error is raised after everything else is written
+    try:
+        book.close()  # last: a gradebook error is raised after everything else is written
+    except Exception as exc:
+        raise RuntimeError(
+            f"the gradebook {gradebook_url} could not be written "
+            f"({type(exc).__name__}: {str(exc)[:300]}); results, feedback, grades.csv and "
+            f"report.html are in {out_dir}"
+        ) from None
     return summary

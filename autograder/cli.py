@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grade.add_argument(
         "--workers",
-        type=int,
+        type=_positive,
         default=2,
         metavar="N",
         help="sandbox workers in parallel (default 2)",
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="build a small demo class for each assignment and grade it"
     )
     demo.add_argument("--out", default="demo", metavar="DIR")
-    demo.add_argument("--workers", type=int, default=2, metavar="N")
+    demo.add_argument("--workers", type=_positive, default=2, metavar="N")
     demo.add_argument("assignments", nargs="*", metavar="ID", help="assignment ids (default: all)")
     bench = commands.add_parser(
         "bench", help="grading speed at class scale, against nbgrader autograde"
@@ -89,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="bench", metavar="DIR", help="where bench.json and bench.png go"
     )
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -137,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.out, assignments=args.assignments or None, workers=args.workers
             ):
                 print(api.format_summary(summary))
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

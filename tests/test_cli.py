@@ -59,3 +59,50 @@ def test_module_entry_point_runs():
         [sys.executable, "-m", "autograder", "--help"], capture_output=True, text=True
     )
     assert done.returncode == 0 and "grade" in done.stdout
+
+
+def grade_args(tmp_path, *extra: str) -> list[str]:
+    submissions = tmp_path / "subs"
+    submissions.mkdir(exist_ok=True)
+    return ["grade", "m06_02_convolution", str(submissions), "--no-progress", *extra]
+
+
+@pytest.mark.parametrize("workers", ["0", "-3", "two"])
+def test_a_bad_worker_count_is_one_line_and_exit_2(tmp_path, capsys, workers):
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*grade_args(tmp_path), "--out", str(tmp_path / "o"), "--workers", workers])
+    assert stop.value.code == 2
+    assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_a_folder_without_notebooks_is_an_error(tmp_path, capsys):
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "notes.txt").write_text("not a notebook")
+    assert cli.main([*grade_args(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "no notebooks in" in capsys.readouterr().err
+
+
+def student_folder(tmp_path, course):
+    args = grade_args(tmp_path)
+    (tmp_path / "subs" / "amy.ipynb").write_bytes(
+        course.release_notebook("m06_02_convolution").read_bytes()
+    )
+    return args
+
+
+def test_an_unwritable_out_folder_is_one_line(tmp_path, capsys, course):
+    args = student_folder(tmp_path, course)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    assert cli.main([*args, "--out", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write to --out") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("url", ["not a url", "sqlite:////nonexistent-dir/deeper/grades.db"])
+def test_a_bad_gradebook_url_is_one_line_before_grading(tmp_path, capsys, course, url):
+    args = student_folder(tmp_path, course)
+    assert cli.main([*args, "--out", str(tmp_path / "o"), "--gradebook", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --gradebook") and "Traceback" not in err
+    assert not (tmp_path / "o" / "amy").exists()  # refused before anything was graded
