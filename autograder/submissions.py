@@ -23,6 +23,30 @@ def id_problem(student: str) -> str | None:
     return None
 
 
+# Canvas: <login>[_LATE]_<user id>_<submission id>_<original file name>
+CANVAS_NAME = re.compile(r"^(?P<login>[A-Za-z0-9][A-Za-z0-9.@+-]*?)(?:_LATE)?_\d+_\d+_.+$")
+BROWSER_COPY = re.compile(r"\s*\(\d+\)$")  # "name (1)": a second download of the same file
+
+
+def flat_student_id(stem: str, assignment: str, notebook: str) -> tuple[str | None, str]:
+    """The student id a downloaded ``<stem>.ipynb`` stands for, and how it was read.
+
+    The rule (README, "Grading a folder of LMS downloads"): a browser's " (1)" is
+    dropped; a Canvas name ``login[_LATE]_123_456_file`` gives ``login``; runs of
+    spaces become ``_`` (``Jane Doe`` -> ``Jane_Doe``). A name that is only the
+    assignment's or the notebook's carries no student and is not graded.
+    """
+    name = BROWSER_COPY.sub("", stem.strip())
+    canvas = CANVAS_NAME.match(name)
+    if canvas:
+        return canvas["login"], f"Canvas download name, read as '{canvas['login']}'"
+    if name.lower() in {assignment.lower(), notebook.lower().removesuffix(".ipynb")}:
+        return None, "the file name names the assignment, not a student"
+    student = re.sub(r"\s+", "_", name)
+    how = "" if student == stem else f"file name '{stem}' read as '{student}'"
+    return student, how
+
+
 @dataclass(frozen=True)
 class Submission:
     student: str
@@ -35,7 +59,8 @@ def discover(
 ) -> tuple[list[Submission], list[str]]:
     """Submissions under ``root``, sorted by student id, and what could not be taken.
 
-    ``root/<student>/<assignment>/*.ipynb`` (nbgrader) or ``root/<student>.ipynb``.
+    ``root/<student>/<assignment>/*.ipynb`` (nbgrader) or ``root/<student>.ipynb``
+    (file names from an LMS download are read by :func:`flat_student_id`).
     A file or folder whose name is no valid student id is named in the problems,
     never graded under that name.
     """
@@ -44,17 +69,25 @@ def discover(
         raise FileNotFoundError(f"no folder of submissions at {root}")
     found: dict[str, Submission] = {}
     problems: list[str] = []
+    claimed: dict[str, list[str]] = {}
     for entry in sorted(root.iterdir()):
-        student = entry.stem if entry.is_file() else entry.name
-        is_submission = (entry.is_file() and entry.suffix == ".ipynb") or (
-            entry.is_dir() and (entry / assignment).is_dir()
-        )
-        if is_submission and id_problem(student):
-            problems.append(f"{entry.name}: not graded: {id_problem(student)}")
+        if entry.is_file() and entry.suffix.lower() == ".ipynb":
+            student, how = flat_student_id(entry.stem, assignment, notebook)
+            if student is None:
+                problems.append(f"{entry.name}: not graded: {how}; rename it to the student's id")
+            elif id_problem(student):
+                problems.append(f"{entry.name}: not graded: {id_problem(student)}")
+            else:
+                claimed.setdefault(student, []).append(entry.name)
+                found[student] = Submission(student, entry, how)
             continue
-        if entry.is_file() and entry.suffix == ".ipynb":
-            found[entry.stem] = Submission(entry.stem, entry)
-        elif entry.is_dir() and (entry / assignment).is_dir():
+        student = entry.name
+        if entry.is_dir() and (entry / assignment).is_dir():
+            if id_problem(student):
+                problems.append(f"{entry.name}: not graded: {id_problem(student)}")
+                continue
+            claimed.setdefault(student, []).append(f"{entry.name}/")
+        if entry.is_dir() and (entry / assignment).is_dir():
             folder = entry / assignment
             preferred = folder / notebook
             notebooks = sorted(folder.glob("*.ipynb"))
@@ -73,4 +106,12 @@ def discover(
                 )
             else:
                 found[entry.name] = Submission(entry.name, None, f"no notebook in {folder.name}/")
+    for student, names in claimed.items():
+        if len(names) > 1:
+            del found[student]
+            listed = ", ".join(sorted(names))
+            problems.append(
+                f"{listed}: not graded: these files all read as student '{student}'; "
+                "keep one (or rename them) and grade again"
+            )
     return [found[key] for key in sorted(found)], problems
