@@ -211,6 +211,36 @@ def run_judges(
             judge.wait()
 
 
+class Progress:
+    """A progress bar on a terminal; in a log (CI, nohup), a plain line every few seconds."""
+
+    def __init__(self, label: str, total: int, enabled: bool = True, every: float = 5.0) -> None:
+        self.label, self.total, self.done, self.every = label, total, 0, every
+        self.terminal = enabled and sys.stderr.isatty()
+        self.plain = enabled and not self.terminal and total > 0
+        self.started = self.last = time.monotonic()
+        self.bar = tqdm(
+            total=total, desc=label, unit="nb", disable=not self.terminal, file=sys.stderr
+        )
+
+    def update(self, latest: str) -> None:
+        self.done += 1
+        self.bar.set_postfix_str(latest)
+        self.bar.update()
+        now = time.monotonic()
+        if self.plain and (now - self.last >= self.every or self.done == self.total):
+            self.last = now
+            print(
+                f"{self.label}: {self.done}/{self.total} done after {now - self.started:.0f} s "
+                f"(latest {latest})",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def _require_writable(folder: Path) -> None:
     """``folder`` exists (created if need be) and takes files, or a one-line ValueError."""
     try:
@@ -283,13 +313,7 @@ def grade_batch(
             todo.append(submission)
     reused = len(results)
 
-    bar = tqdm(
-        total=len(todo),
-        desc=f"grading {assignment}",
-        unit="nb",
-        disable=not progress,
-        file=sys.stderr,
-    )
+    bar = Progress(f"grading {assignment}", len(todo), enabled=progress)
     if todo:
         finished = run_judges(
             grader, todo, workers=workers, device=device, info=info, course=course
@@ -299,8 +323,7 @@ def grade_batch(
             write_feedback(out_dir / result.student / "feedback.html", result, grader.rubric)
             book.record(result)
             results[result.student] = result
-            bar.set_postfix_str(f"{result.student}: {result.score:g}/{result.max_score:g}")
-            bar.update()
+            bar.update(f"{result.student}: {result.score:g}/{result.max_score:g}")
     bar.close()
 
     ordered = [results[key] for key in sorted(results)]

@@ -54,3 +54,19 @@ def test_batch_outputs_resume_and_force(course, small_class, tmp_path):
     )
     assert (third.graded, third.reused) == (3, 0)
     assert {r.student: r.score for r in third.results} == scores
+
+
+def test_progress_is_a_plain_line_in_a_log_and_silent_when_off(capsys, monkeypatch):
+    from autograder.batch import Progress
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
+    bar = Progress("grading a1", 3, every=3600)
+    for student in ("amy", "bo", "cy"):
+        bar.update(f"{student}: 1/1")
+    bar.close()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1  # nothing until a few seconds pass, but always the last
+    assert lines[-1].startswith("grading a1: 3/3 done after") and "latest cy: 1/1" in lines[-1]
+    quiet = Progress("grading a1", 3, enabled=False)
+    quiet.update("amy: 1/1")
+    assert capsys.readouterr().err == ""
