@@ -10,11 +10,18 @@ Conventions (the notebook states them, the hidden suite grades them):
   set's confusion matrix (NaN if no class is present at all).
 - Pixel accuracy: ``trace / total`` (NaN when every pixel is ignored).
 - Mask IoU of two boolean masks: ``|a & b| / |a | b|``, 0 when both are empty.
-- Panoptic quality (Kirillov et al. 2019, as in ``panopticapi``, without void
-  or crowd regions): a predicted and a true segment of the same class match when
-  their IoU is > 0.5. Per class ``PQ = sum IoU(TP) / (TP + FP/2 + FN/2)``,
-  ``SQ = sum IoU(TP) / TP`` (0 without TP), ``RQ = TP / (TP + FP/2 + FN/2)``;
-  each is averaged over the classes with at least one segment (NaN if none).
+- Panoptic quality (Kirillov et al. 2019), as ``panopticapi`` computes it, without
+  crowd regions. Segments do not overlap; ground-truth pixels covered by no true
+  segment are **void** (VOC's 255, panopticapi's id 0). Void pixels of a predicted
+  segment leave its unions: ``IoU(p, g) = |p & g| / |(p - void) | g|``. A predicted and
+  a true segment of the same class match when that IoU is > 0.5. An unmatched
+  predicted segment is a false positive unless more than half of its pixels are void
+  (``2 |p & void| > |p|``: then it is ignored). Per class ``PQ = sum IoU(TP) / (TP +
+  FP/2 + FN/2)``, ``SQ = sum IoU(TP) / TP`` (0 without TP), ``RQ = TP / (TP + FP/2 +
+  FN/2)``, so ``PQ = SQ x RQ`` per class (not for the averages); each is averaged over
+  the classes with ``TP + FP + FN > 0`` (NaN if none). Counts and IoU sums add up
+  over images (:func:`panoptic_statistics`), and :func:`panoptic_average` turns the
+  totals of a whole data set into PQ, SQ and RQ.
 """
 
 from __future__ import annotations
@@ -63,33 +70,79 @@ def mask_iou(masks_a: torch.Tensor, masks_b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, intersection / union.clamp(min=1), torch.zeros_like(union))
 
 
+PanopticCounts = tuple[int, int, int, float]  # (TP, FP, FN, sum of the IoUs of the TPs)
+
+
+def panoptic_statistics(
+    pred_masks: torch.Tensor,
+    pred_labels: torch.Tensor,
+    gt_masks: torch.Tensor,
+    gt_labels: torch.Tensor,
+) -> dict[int, PanopticCounts]:
+    """Per-class ``(TP, FP, FN, IoU sum)`` of one image's non-overlapping segments.
+
+    ``pred_masks: (P, H, W)`` bool, ``pred_labels: (P,)``, ``gt_masks: (G, H, W)`` bool,
+    ``gt_labels: (G,)``. One entry for every class with a predicted or a true segment
+    (all four zero when its only segments are ignored predictions). An empty predicted
+    mask has no void pixels and counts as a false positive (panopticapi has no empty
+    segments; the hidden tests use none).
+    """
+    void = ~gt_masks.any(dim=0)  # (H, W): no true segment here
+    iou = mask_iou(pred_masks & ~void, gt_masks)  # (P, G): void pixels leave the unions
+    same_class = pred_labels[:, None] == gt_labels[None, :]
+    matched = (iou > 0.5) & same_class  # at most one match per row and column
+    pred_area = pred_masks.flatten(1).sum(dim=1)  # (P,)
+    void_area = (pred_masks & void).flatten(1).sum(dim=1)  # (P,)
+    false_positive = ~matched.any(dim=1) & ~(2 * void_area > pred_area)  # mostly void: ignored
+    false_negative = ~matched.any(dim=0)  # (G,)
+    statistics = {}
+    for c in sorted(set(pred_labels.tolist()) | set(gt_labels.tolist())):
+        pairs = matched & (pred_labels[:, None] == c)
+        statistics[c] = (
+            int(pairs.sum()),
+            int((false_positive & (pred_labels == c)).sum()),
+            int((false_negative & (gt_labels == c)).sum()),
+            float(iou[pairs].sum()),
+        )
+    return statistics
+
+
+def add_statistics(
+    total: dict[int, PanopticCounts], more: dict[int, PanopticCounts]
+) -> dict[int, PanopticCounts]:
+    """Class-wise sum of two :func:`panoptic_statistics` results (a new dict)."""
+    out = dict(total)
+    for c, counts in more.items():
+        out[c] = tuple(a + b for a, b in zip(out.get(c, (0, 0, 0, 0.0)), counts))
+    return out
+
+
+def panoptic_average(statistics: dict[int, PanopticCounts]) -> dict[str, float]:
+    """PQ, SQ and RQ per class from (accumulated) counts, averaged over the classes with
+    ``TP + FP + FN > 0``; NaN when there is none."""
+    pq, sq, rq = [], [], []
+    for tp, fp, fn, iou_sum in statistics.values():
+        if tp + fp + fn == 0:
+            continue
+        denominator = tp + 0.5 * fp + 0.5 * fn
+        pq.append(iou_sum / denominator)
+        sq.append(iou_sum / tp if tp else 0.0)
+        rq.append(tp / denominator)
+    if not pq:
+        return {"pq": math.nan, "sq": math.nan, "rq": math.nan}
+    count = len(pq)
+    return {"pq": sum(pq) / count, "sq": sum(sq) / count, "rq": sum(rq) / count}
+
+
 def panoptic_quality(
     pred_masks: torch.Tensor,
     pred_labels: torch.Tensor,
     gt_masks: torch.Tensor,
     gt_labels: torch.Tensor,
 ) -> dict[str, float]:
-    """PQ, SQ and RQ of non-overlapping segments.
+    """PQ, SQ and RQ of one image's non-overlapping segments (void: no true segment).
 
     ``pred_masks: (P, H, W)`` bool, ``pred_labels: (P,)``, ``gt_masks: (G, H, W)`` bool,
     ``gt_labels: (G,)`` -> ``{"pq": float, "sq": float, "rq": float}``.
     """
-    iou = mask_iou(pred_masks, gt_masks)  # (P, G)
-    same_class = pred_labels[:, None] == gt_labels[None, :]
-    matched = (iou > 0.5) & same_class  # at most one match per row and column
-    classes = sorted(set(pred_labels.tolist()) | set(gt_labels.tolist()))
-    if not classes:
-        return {"pq": math.nan, "sq": math.nan, "rq": math.nan}
-    pq, sq, rq = [], [], []
-    for c in classes:
-        pairs = matched & (pred_labels[:, None] == c)
-        tp = int(pairs.sum())
-        fp = int((pred_labels == c).sum()) - tp
-        fn = int((gt_labels == c).sum()) - tp
-        iou_sum = float(iou[pairs].sum())
-        denominator = tp + 0.5 * fp + 0.5 * fn
-        pq.append(iou_sum / denominator)
-        sq.append(iou_sum / tp if tp else 0.0)
-        rq.append(tp / denominator)
-    count = len(classes)
-    return {"pq": sum(pq) / count, "sq": sum(sq) / count, "rq": sum(rq) / count}
+    return panoptic_average(panoptic_statistics(pred_masks, pred_labels, gt_masks, gt_labels))

@@ -249,6 +249,63 @@ def test_panoptic_quality_hand_worked():
     assert result["pq"] == pytest.approx((8 / 12) / 3)
     assert result["sq"] == pytest.approx((8 / 12) / 3)
     assert result["rq"] == pytest.approx(1 / 3)
+    assert result["sq"] * result["rq"] != pytest.approx(result["pq"]), "PQ = SQ x RQ per class only"
+
+
+def test_panoptic_quality_leaves_void_out_of_unions_and_false_positives():
+    gt = torch.zeros(1, 4, 6, dtype=torch.bool)
+    gt[0, :, :3] = True  # class 1; columns 3-5 are void (in no true segment)
+    pred = torch.zeros(3, 4, 6, dtype=torch.bool)
+    pred[0, :, :4] = True  # runs onto void: IoU 12 / 12
+    pred[1, :, 4] = True  # class 2, all void: ignored
+    pred[2, :, 5] = True  # class 1, all void: ignored, not a second FP of class 1
+    labels = torch.tensor([1, 2, 1])
+    statistics = seg.panoptic_statistics(pred, labels, gt, torch.tensor([1]))
+    assert statistics == {1: (1, 0, 0, 1.0), 2: (0, 0, 0, 0.0)}
+    assert seg.panoptic_quality(pred, labels, gt, torch.tensor([1])) == {
+        "pq": 1.0,
+        "sq": 1.0,
+        "rq": 1.0,
+    }
+
+
+def test_panoptic_statistics_of_images_add_up_to_those_of_a_canvas():
+    """Counting image by image and adding equals one canvas with the images side by side."""
+    g = generator(14)
+    scenes = []
+    for _ in range(3):
+        ids = torch.randint(0, 4, (5, 6), generator=g)  # 0: void in the truth
+        guess = torch.where(
+            torch.rand(5, 6, generator=g) < 0.8, ids, torch.randint(1, 4, (5, 6), generator=g)
+        )
+        present_gt = [i for i in range(1, 4) if (ids == i).any()]
+        present_pred = [i for i in range(0, 4) if (guess == i).any()]
+        scenes.append(
+            (
+                torch.stack([guess == i for i in present_pred]),
+                torch.tensor([i % 3 for i in present_pred]),
+                torch.stack([ids == i for i in present_gt]),
+                torch.tensor([i % 3 for i in present_gt]),
+            )
+        )
+    total = {}
+    for scene in scenes:
+        total = seg.add_statistics(total, seg.panoptic_statistics(*scene))
+    width = 6 * len(scenes)
+
+    def canvas(part: int) -> torch.Tensor:
+        placed = []
+        for slot, scene in enumerate(scenes):
+            masks = torch.zeros(len(scene[part]), 5, width, dtype=torch.bool)
+            masks[:, :, 6 * slot : 6 * slot + 6] = scene[part]
+            placed.append(masks)
+        return torch.cat(placed)
+
+    labels = [torch.cat([scene[part] for scene in scenes]) for part in (1, 3)]
+    together = seg.panoptic_quality(canvas(0), labels[0], canvas(2), labels[1])
+    accumulated = seg.panoptic_average(total)
+    assert accumulated == pytest.approx(together)
+    assert not math.isnan(accumulated["pq"])
 
 
 def test_panoptic_quality_of_a_perfect_prediction_is_one_and_of_nothing_is_nan():

@@ -5,8 +5,9 @@ Modules get the same seeded float32 weights as the torchvision reference (loaded
 registration order with ``cnnkit.load_ordered``); references run in float64. Metric
 inputs are seeded label maps with void pixels, classes absent from both prediction and
 target (NaN IoU), and the edge cases (every pixel void, one class only, a class only in
-the prediction, empty masks, empty scenes). NaN must be NaN exactly where the reference
-has it. Metrics are compared with rtol 1e-5, so a student computing in float32 keeps
+the prediction, empty masks, empty scenes). Panoptic scenes have void ground truth (pixels
+in no true segment, as in panopticapi): predictions run onto it, lie mostly or exactly
+half on it. NaN must be NaN exactly where the reference has it. Metrics are compared with rtol 1e-5, so a student computing in float32 keeps
 every point.
 """
 
@@ -16,6 +17,7 @@ from functools import partial
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torchvision.models.segmentation.deeplabv3 import ASPP, ASPPConv
 from torchvision.models.segmentation.fcn import FCNHead
 
@@ -408,14 +410,55 @@ def segments(ids: torch.Tensor, labels: dict[int, int]) -> tuple[torch.Tensor, t
     return masks, torch.tensor([labels[i] for i in present], dtype=torch.int64)
 
 
-def panoptic_scene(inputs, height: int = 32, width: int = 40, count: int = 6, classes: int = 3):
+def outlines(ids: torch.Tensor) -> torch.Tensor:
+    """Pixels whose right or lower neighbour belongs to another segment (VOC-like outlines)."""
+    edge = torch.zeros_like(ids, dtype=torch.bool)
+    edge[:, :-1] |= ids[:, 1:] != ids[:, :-1]
+    edge[:-1, :] |= ids[1:, :] != ids[:-1, :]
+    return edge
+
+
+def has_ties(pred_masks, pred_labels, gt_masks, gt_labels) -> bool:
+    """A same-class pair with IoU exactly 0.5 (void left out of the union), or a predicted
+    segment exactly half on void: the random scenes avoid both strict thresholds."""
+    void = ~gt_masks.any(dim=0)
+    iou = ref.mask_iou(pred_masks & ~void, gt_masks)
+    tie = (iou == 0.5) & (pred_labels[:, None] == gt_labels[None, :])
+    half = 2 * (pred_masks & void).flatten(1).sum(dim=1) == pred_masks.flatten(1).sum(dim=1)
+    return bool(tie.any() or half.any())
+
+
+def mostly_void(pred_masks, pred_labels, gt_masks, gt_labels) -> bool:
+    """Some predicted segment has more than half of its pixels on void."""
+    void = ~gt_masks.any(dim=0)
+    return bool(
+        (2 * (pred_masks & void).flatten(1).sum(dim=1) > pred_masks.flatten(1).sum(dim=1)).any()
+    )
+
+
+def panoptic_scene(
+    inputs,
+    height: int = 32,
+    width: int = 40,
+    count: int = 6,
+    classes: int = 3,
+    background: bool = False,
+):
     """A true scene of rectangles and a prediction that shifts, relabels, drops and adds some.
 
-    Redrawn until no same-class pair has IoU exactly 0.5 (the threshold is strict).
+    Without ``background`` every true pixel outside the rectangles is void. With it, a
+    class-0 "stuff" segment covers the rest except VOC-like void outlines between segments
+    and a void patch, and the prediction covers every pixel (its background is what is left).
+    Predictions are drawn over the rectangles before the void is cut out, so they run onto
+    void, and one false positive sits on or near the void patch. Redrawn until some
+    predicted segment lies mostly on void and :func:`has_ties` is false.
     """
+    background_id = count + 100
     while True:
         truth, guess = torch.full((height, width), -1), torch.full((height, width), -1)
-        true_labels, guess_labels = {}, {}
+        true_labels, guess_labels = {background_id: 0}, {background_id: 0}
+        if background:
+            truth[:] = background_id
         for i in range(count):
             top, left = inputs.integer(0, height - 8), inputs.integer(0, width - 8)
             bottom, right = top + inputs.integer(6, 14), left + inputs.integer(6, 14)
@@ -430,11 +473,17 @@ def panoptic_scene(inputs, height: int = 32, width: int = 40, count: int = 6, cl
             top, left = inputs.integer(0, height - 4), inputs.integer(0, width - 4)
             guess[top : top + 4, left : left + 4] = j
             guess_labels[j] = inputs.integer(1, classes)
-        pred_masks, pred_labels = segments(guess, guess_labels)
-        gt_masks, gt_labels = segments(truth, true_labels)
-        iou = ref.mask_iou(pred_masks, gt_masks)
-        if not bool(((iou == 0.5) & (pred_labels[:, None] == gt_labels[None, :])).any()):
-            return pred_masks, pred_labels, gt_masks, gt_labels
+        if background:
+            truth[outlines(truth)] = -1
+            top, left = inputs.integer(0, height - 6), inputs.integer(0, width - 8)
+            truth[top : top + 6, left : left + 8] = -1  # a void patch
+            top, left = top + inputs.integer(-2, 4), left + inputs.integer(-2, 6)
+            guess[max(top, 0) : top + 4, max(left, 0) : left + 4] = count + 3  # on or near it
+            guess_labels[count + 3] = inputs.integer(1, classes)
+            guess[guess == -1] = background_id
+        scene = (*segments(guess, guess_labels), *segments(truth, true_labels))
+        if mostly_void(*scene) and not has_ties(*scene):
+            return scene
 
 
 def check_pq(student, check, reference, scene: tuple) -> None:
@@ -442,36 +491,83 @@ def check_pq(student, check, reference, scene: tuple) -> None:
     close_metric(check, student.panoptic_quality(*scene), expected)
 
 
-PQ_SCENES = [(6, 3), (8, 2), (5, 4), (10, 3)]
+PQ_SCENES = [(6, 3, False), (8, 2, False), (5, 4, True), (10, 3, True)]
 
 
 @pytest.mark.parametrize(
-    "count, classes",
+    "count, classes, background",
     PQ_SCENES,
     ids=[
-        f"random scene {i + 1}: {n} true segments, {k} classes"
-        for i, (n, k) in enumerate(PQ_SCENES)
+        f"random scene {i + 1}: {n} true segments, {k} classes, "
+        + ("a background segment with void outlines and a void patch" if b else "void around them")
+        for i, (n, k, b) in enumerate(PQ_SCENES)
     ],
 )
-def test_pq_values(student, check, inputs, reference, count, classes):
-    check_pq(student, check, reference, panoptic_scene(inputs, count=count, classes=classes))
+def test_pq_values(student, check, inputs, reference, count, classes, background):
+    scene = panoptic_scene(inputs, count=count, classes=classes, background=background)
+    check_pq(student, check, reference, scene)
 
 
 def perfect(gt_masks, gt_labels):
     return gt_masks, gt_labels, gt_masks, gt_labels
 
 
-def perfect_plus_unknown_class(gt_masks, gt_labels):
+def corner_segment(gt_masks) -> torch.Tensor:
     extra = torch.zeros(1, *gt_masks.shape[1:], dtype=torch.bool)
     extra[0, -2:, -2:] = True
+    return extra
+
+
+def plus_unknown_class_on_void(gt_masks, gt_labels):
+    extra = corner_segment(gt_masks)  # the true segments give up the corner: it is void
     masks = torch.cat([gt_masks & ~extra, extra])
     labels = torch.cat([gt_labels, torch.tensor([9])])
     return masks, labels, gt_masks & ~extra, gt_labels
 
 
+def plus_unknown_class_on_labelled_pixels(gt_masks, gt_labels):
+    largest = gt_masks[gt_masks.flatten(1).sum(dim=1).argmax()]
+    row, column = divmod(largest.flatten().nonzero()[0].item(), gt_masks.shape[2])
+    extra = torch.zeros(1, *gt_masks.shape[1:], dtype=torch.bool)
+    extra[0, row : row + 2, column : column + 2] = True
+    extra &= largest  # 1 to 4 labelled pixels taken from the largest true segment
+    masks = torch.cat([gt_masks & ~extra, extra])
+    return masks, torch.cat([gt_labels, torch.tensor([9])]), gt_masks, gt_labels
+
+
+def running_onto_void(gt_masks, gt_labels):
+    void = ~gt_masks.any(dim=0)
+    taken = gt_masks.any(dim=0)
+    grown = []
+    for mask in gt_masks:  # each prediction takes the void pixels next to it that are free
+        near = F.max_pool2d(mask[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
+        extra = near & void & ~taken
+        taken = taken | extra
+        grown.append(mask | extra)
+    return torch.stack(grown), gt_labels, gt_masks, gt_labels
+
+
+def half_on_void(gt_masks, gt_labels):
+    """Class 1 on columns 0-2 of a 4 x 6 image, void elsewhere; a class-2 prediction of 2
+    labelled and 2 void pixels (exactly half: still a false positive)."""
+    truth = torch.zeros(1, 4, 6, dtype=torch.bool)
+    truth[0, :, :3] = True
+    extra = torch.zeros(1, 4, 6, dtype=torch.bool)
+    extra[0, :2, 2:4] = True
+    first = torch.zeros(1, 4, 6, dtype=torch.bool)
+    first[0, :, :4] = True
+    masks = torch.cat([first & ~extra, extra])
+    return masks, torch.tensor([1, 2]), truth, torch.tensor([1])
+
+
 def nothing_predicted(gt_masks, gt_labels):
     none = torch.zeros(0, *gt_masks.shape[1:], dtype=torch.bool)
     return none, torch.zeros(0, dtype=torch.int64), gt_masks, gt_labels
+
+
+def nothing_true(gt_masks, gt_labels):
+    none = torch.zeros(0, *gt_masks.shape[1:], dtype=torch.bool)
+    return gt_masks, gt_labels, none, torch.zeros(0, dtype=torch.int64)
 
 
 def empty_scene(gt_masks, gt_labels):
@@ -485,10 +581,17 @@ def empty_scene(gt_masks, gt_labels):
     [
         pytest.param(perfect, id="perfect prediction"),
         pytest.param(
-            perfect_plus_unknown_class,
-            id="perfect, plus a segment of a class only in the prediction",
+            plus_unknown_class_on_labelled_pixels,
+            id="perfect, plus a segment of a class only in the prediction, on labelled pixels",
         ),
+        pytest.param(
+            plus_unknown_class_on_void,
+            id="perfect, plus a segment of a class only in the prediction, entirely on void",
+        ),
+        pytest.param(running_onto_void, id="perfect, but the predictions run onto void"),
+        pytest.param(half_on_void, id="a false positive exactly half on void"),
         pytest.param(nothing_predicted, id="nothing predicted"),
+        pytest.param(nothing_true, id="no true segment: the whole image is void"),
         pytest.param(empty_scene, id="an empty scene (no segments at all)"),
     ],
 )
