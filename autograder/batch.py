@@ -34,7 +34,7 @@ from tqdm import tqdm
 from autograder.course import Course
 from autograder.gradebook import GradebookWriter
 from autograder.grader import AssignmentGrader
-from autograder.report import write_class_report, write_feedback, write_grades_csv
+from autograder.report import write_checks_csv, write_class_report, write_feedback, write_grades_csv
 from autograder.results import SubmissionResult, clean, read_results, write_json_atomic
 from autograder.sandbox import SandboxInfo, resolve_device, resolve_sandbox
 from autograder.submissions import Submission, discover
@@ -339,6 +339,7 @@ def grade_batch(
         problems=problems,
     )
     summary.paths["grades"] = write_grades_csv(out_dir / "grades.csv", ordered, grader.rubric)
+    summary.paths["checks"] = write_checks_csv(out_dir / "checks.csv", ordered, grader.rubric)
     summary.paths["report"] = write_class_report(
         out_dir / "report.html", ordered, grader.rubric, info, device, problems
     )

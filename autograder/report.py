@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from autograder.results import SubmissionResult  # noqa: E402
 from autograder.rubric import Rubric  # noqa: E402
@@ -25,7 +26,7 @@ table{border-collapse:collapse;width:100%;font-size:.92em}td,th{border-bottom:1p
 .pass{color:#1a7f37;font-weight:600}.fail{color:#cf222e;font-weight:600}.score{font-size:1.3em}
 .note{background:#fff8c5;padding:.4em .7em;border-radius:4px;margin:.3em 0}.weak{background:#ffebe9}
 code,pre{background:#f6f8fa;padding:.1em .3em;border-radius:3px;font-size:.9em}pre{padding:.6em;white-space:pre-wrap}
-img{max-width:100%}.muted{color:#666}
+img{max-width:100%}.muted{color:#666}.num{white-space:nowrap;text-align:right}
 """
 
 
@@ -68,7 +69,7 @@ def write_feedback(path: Path, result: SubmissionResult, rubric: Rubric) -> Path
             )
             rows.append(
                 f"<tr><td>{status}</td><td>{html.escape(check.description)}<br><span class='muted'>{html.escape(test.output)}</span>{hint}</td>"
-                f"<td>{test.score:g} / {test.max_score:g}</td></tr>"
+                f"<td class='num'>{test.score:g} / {test.max_score:g}</td></tr>"
             )
     notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in result.notes)
     if result.fatal:
@@ -104,6 +105,19 @@ def write_grades_csv(path: Path, results: list[SubmissionResult], rubric: Rubric
     return path
 
 
+def write_checks_csv(path: Path, results: list[SubmissionResult], rubric: Rubric) -> Path:
+    """Per student, the points of every hidden check (beside grades.csv)."""
+    with path.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["student", *[c.id for c in rubric.checks]])
+        for result in results:
+            earned = {t.check: t.score for t in result.tests}
+            writer.writerow(
+                [result.student, *[f"{earned.get(c.id, 0.0):g}" for c in rubric.checks]]
+            )
+    return path
+
+
 def write_class_report(
     path: Path,
     results: list[SubmissionResult],
@@ -125,6 +139,7 @@ def write_class_report(
             edgecolor="white",
         )
         ax.set(xlabel="score", ylabel="students", title="Score distribution")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # students come whole
         figures.append(_figure(fig))
 
         checks = rubric.checks
@@ -145,11 +160,12 @@ def write_class_report(
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.bar(range(len(times)), sorted(times), color="#8172b2")
         ax.set(xlabel="submissions (sorted)", ylabel="seconds", title="Grading time per submission")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         figures.append(_figure(fig))
 
     rows = "".join(
-        f"<tr><td><a href='{html.escape(r.student)}/feedback.html'>{html.escape(r.student)}</a></td><td>{r.score:g} / {r.max_score:g}</td>"
-        f"<td>{r.execution_time:.1f} s</td><td>{html.escape('; '.join(([r.fatal] if r.fatal else []) + r.notes)[:300])}</td></tr>"
+        f"<tr><td><a href='{html.escape(r.student)}/feedback.html'>{html.escape(r.student)}</a></td><td class='num'>{r.score:g} / {r.max_score:g}</td>"
+        f"<td class='num'>{r.execution_time:.1f} s</td><td>{html.escape('; '.join(([r.fatal] if r.fatal else []) + r.notes)[:300])}</td></tr>"
         for r in results
     )
     hardest = ""

@@ -59,3 +59,25 @@ def test_failing_checks_never_show_a_reference_value(failing):
         # the rubric's tolerance settings, and the student's own numbers
         assert "allowed" not in message, message
         assert not re.search(r"\d\.\d", MEASURED.sub("", message)), message
+
+
+def test_checks_csv_has_every_check_per_student_and_scores_do_not_wrap(course, tmp_path):
+    import csv
+
+    from autograder.report import write_checks_csv
+    from autograder.results import SubmissionResult, TestResult
+
+    rubric = load_rubric(course.rubric_path("m06_02_convolution"))
+    tests = [
+        TestResult(c.id, c.part, c.id, c.points if i % 2 else 0.0, c.points, bool(i % 2), "")
+        for i, c in enumerate(rubric.checks)
+    ]
+    result = SubmissionResult(
+        rubric.assignment, "amy", sum(t.score for t in tests), rubric.total_points, tests
+    )
+    rows = list(csv.reader(write_checks_csv(tmp_path / "checks.csv", [result], rubric).open()))
+    assert rows[0] == ["student", *[c.id for c in rubric.checks]]
+    assert rows[1][0] == "amy"
+    assert [float(v) for v in rows[1][1:]] == [t.score for t in tests]
+    page = write_feedback(tmp_path / "feedback.html", result, rubric).read_text()
+    assert "white-space:nowrap" in page and "<td class='num'>" in page
