@@ -57,11 +57,11 @@ def test_a_conv2d_that_calls_the_library_fails_its_visible_check(tmp_path):
     """`return F.conv2d(...)` passes every value check; the visible from-scratch check,
     the grader's own rule, fails it before the student submits."""
     source = COURSE.source_notebook("m06_02_convolution")
-    shortcut = "    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)\n"
+    shortcut = "return F.conv2d(x, weight, bias, stride, padding, dilation, groups)\n"
     raw = apply_lazy(source, Lazy("shortcut", "calls F.conv2d", (("conv2d", shortcut),)))
     notebook = tmp_path / "src" / source.name
     notebook.parent.mkdir()
     notebook.write_bytes(raw)
     output = validate(notebook, tmp_path / "shortcut")
     assert "VALIDATION FAILED ON 1 CELL(S)" in output, output[-4000:]
-    assert "calls F.conv2d" in output and "which this task forbids" in output
+    assert "AssertionError" in output and "calls F.conv2d" in output, output[-3000:]
