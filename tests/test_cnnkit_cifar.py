@@ -194,3 +194,12 @@ def test_subset_larger_than_the_data_set_is_all_of_it():
     data = list(range(7))
     assert sorted(cnnkit.subset(data, 50)) == data
     assert len(cnnkit.subset(data, 0)) == 0
+
+
+def test_a_damaged_fixture_is_rewritten_and_writes_leave_no_staging_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("CNNKIT_DOWNLOAD", raising=False)
+    folder = cnnkit.write_cifar10_fixture(tmp_path / "fixtures")
+    (folder / "batches.meta").unlink()  # as an interrupted old-style write left it
+    dataset = cnnkit.load_cifar10(root=tmp_path)
+    assert len(dataset) > 0 and (folder / "batches.meta").is_file()
+    assert [p.name for p in (tmp_path / "fixtures").iterdir()] == ["cifar-10-batches-py"]

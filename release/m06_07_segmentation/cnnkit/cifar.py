@@ -56,8 +56,14 @@ def write_cifar10_fixture(
     ``(N, 3072)``, ``labels``, ``filenames``, ``batch_label``) and ``batches.meta``,
     exactly as torchvision's ``CIFAR10`` reads them.
     """
-    folder = Path(root) / "cifar-10-batches-py"
-    folder.mkdir(parents=True, exist_ok=True)
+    final = Path(root) / "cifar-10-batches-py"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # Written in a staging folder and renamed: an interrupted write, or two notebooks
+    # sharing a data folder, never leave a half-written fixture behind.
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix=".cifar-fixture-", dir=final.parent))
     rng = np.random.default_rng(seed)
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for index, name in enumerate(names):
@@ -82,7 +88,13 @@ def write_cifar10_fixture(
             handle,
             protocol=2,
         )
-    return folder
+    if final.exists():
+        shutil.rmtree(final, ignore_errors=True)
+    try:
+        folder.rename(final)
+    except OSError:  # another process renamed its complete copy first
+        shutil.rmtree(folder, ignore_errors=True)
+    return final
 
 
 def _fixture_cifar10_class(folder: Path):
@@ -124,7 +136,8 @@ def load_cifar10(train: bool = True, transform=None, root: str | Path | None = N
         return CIFAR10(root=str(root), train=train, download=True, transform=transform)
     fixture_root = root / "fixtures"
     folder = fixture_root / "cifar-10-batches-py"
-    if not (folder / "test_batch").exists():
+    needed = ["batches.meta", "test_batch", *(f"data_batch_{i}" for i in range(1, 6))]
+    if not all((folder / name).is_file() for name in needed):  # absent, or from an old writer
         write_cifar10_fixture(fixture_root)
     dataset = _fixture_cifar10_class(folder)(
         root=str(fixture_root), train=train, download=False, transform=transform
