@@ -140,6 +140,7 @@ def write_class_report(
         )
         ax.set(xlabel="score", ylabel="students", title="Score distribution")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # students come whole
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # and so do points
         figures.append(_figure(fig))
 
         checks = rubric.checks
