@@ -28,16 +28,19 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from autograder.course import Course
 from autograder.gradebook import GradebookWriter
-from autograder.grader import AssignmentGrader
-from autograder.report import write_checks_csv, write_class_report, write_feedback, write_grades_csv
 from autograder.results import SubmissionResult, clean, read_results, write_json_atomic
-from autograder.sandbox import SandboxInfo, resolve_device, resolve_sandbox
+from autograder.rubric import load_rubric
 from autograder.submissions import Submission, discover
+
+if TYPE_CHECKING:  # imported in grade_batch once the judges are starting (torch, matplotlib)
+    from autograder.grader import AssignmentGrader
+    from autograder.sandbox import SandboxInfo
 
 MAX_RESULT_LINE = 16 * 1024 * 1024  # a judge's result for one submission, as JSON
 
@@ -147,20 +150,17 @@ def run_judges(
     grader: AssignmentGrader,
     todo: list[Submission],
     *,
-    workers: int,
-    device: str,
+    judges: list[Judge],
+    start,
     info: SandboxInfo,
-    course: Course,
 ):
-    """Yield a :class:`SubmissionResult` for every submission in ``todo``, as each finishes."""
+    """Yield a :class:`SubmissionResult` for every submission in ``todo``, as each finishes.
+
+    ``judges`` are already starting; ``start(index)`` replaces one that died.
+    """
     limits = grader.rubric.limits
     budget = limits.submission_seconds + 60
     pending = collections.deque(todo)
-
-    def start(index: int) -> Judge:
-        return Judge(index, grader.assignment, course, device, info.mode)
-
-    judges = [start(i) for i in range(max(1, min(workers, len(todo))))]
     try:
         for judge in judges:
             if pending:
@@ -283,10 +283,9 @@ def grade_batch(
     started = time.monotonic()
     course = course or Course.here()
     out_dir = Path(out_dir)
-    device = resolve_device(device)
-    grader = AssignmentGrader(course, assignment, device)
-    info = resolve_sandbox(sandbox)
-    submissions, problems = discover(submissions_dir, assignment, grader.rubric.notebook)
+    course.require(assignment)
+    rubric = load_rubric(course.rubric_path(assignment))
+    submissions, problems = discover(submissions_dir, assignment, rubric.notebook)
     problems = [clean(problem) for problem in problems]  # file names need not be UTF-8
     for problem in problems:
         print(f"WARNING: {problem}", file=sys.stderr)
@@ -295,7 +294,6 @@ def grade_batch(
     _require_writable(out_dir)
     gradebook_url = gradebook or f"sqlite:///{(out_dir / 'gradebook.db').resolve()}"
     _require_gradebook_url(gradebook_url)
-    book = GradebookWriter(gradebook_url, grader.rubric)
 
     results: dict[str, SubmissionResult] = {}
     todo: list[Submission] = []
@@ -308,16 +306,40 @@ def grade_batch(
             and previous.sha256 == _sha(submission.path)
         ):
             results[submission.student] = previous
-            book.record(previous)  # the gradebook may have missed it before a crash
         else:
             todo.append(submission)
     reused = len(results)
 
+    # The judges first: each takes seconds to warm up (torch, the suite, a sandbox
+    # worker), and what this process imports next (torch, matplotlib) overlaps with it.
+    def start(index: int) -> Judge:
+        return Judge(index, assignment, course, device, sandbox)
+
+    judges = [start(i) for i in range(min(workers, len(todo)))]
+    try:
+        from autograder.grader import AssignmentGrader
+        from autograder.report import (
+            write_checks_csv,
+            write_class_report,
+            write_feedback,
+            write_grades_csv,
+        )
+        from autograder.sandbox import resolve_device, resolve_sandbox
+
+        device = resolve_device(device)
+        grader = AssignmentGrader(course, assignment, device)
+        info = resolve_sandbox(sandbox)
+    except BaseException:
+        for judge in judges:
+            judge.close(kill=True)
+        raise
+    book = GradebookWriter(gradebook_url, grader.rubric)
+    for previous in results.values():
+        book.record(previous)  # the gradebook may have missed it before a crash
+
     bar = Progress(f"grading {assignment}", len(todo), enabled=progress)
     if todo:
-        finished = run_judges(
-            grader, todo, workers=workers, device=device, info=info, course=course
-        )
+        finished = run_judges(grader, todo, judges=judges, start=start, info=info)
         for result in finished:
             write_json_atomic(out_dir / result.student / "results.json", result.to_gradescope())
             write_feedback(out_dir / result.student / "feedback.html", result, grader.rubric)
