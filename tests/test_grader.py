@@ -76,3 +76,23 @@ def test_a_helper_in_a_cell_the_student_added_is_available(grade, course):
         (t.check, t.output) for t in result.tests if not t.passed
     ]
     assert any("ran for their definitions only" in note for note in result.notes)
+
+
+def test_a_content_loss_that_detaches_its_target_keeps_full_marks(grade, course):
+    """The PyTorch tutorial's style: the target is a constant, only the image learns."""
+    from autograder.mutants import edit_cell
+
+    source = course.source_notebook("m06_08_style_transfer")
+    tutorial = edit_cell(
+        source,
+        "content_loss",
+        lambda text: text.replace(
+            "return F.mse_loss(generated, target)",
+            "target = target.detach()\n    return ((generated - target) ** 2).mean()",
+        ),
+    )
+    assert tutorial != source.read_bytes()
+    result = grade("m06_08_style_transfer", {"tutorial": tutorial})["tutorial"]
+    assert result.score == result.max_score, [
+        (t.check, t.output) for t in result.tests if not t.passed
+    ]
