@@ -18,5 +18,6 @@ from .cifar import *  # noqa: F403
 from .env import *  # noqa: F403
 from .models import *  # noqa: F403
 from .plots import *  # noqa: F403
+from .segtrain import *  # noqa: F403
 from .style import *  # noqa: F403
 from .voc import *  # noqa: F403
