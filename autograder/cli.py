@@ -16,14 +16,25 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     release = commands.add_parser(
-        "release", help="generate student versions into release/ with nbgrader"
+        "release",
+        help="generate student versions into release/ with nbgrader",
+        epilog="example: python -m autograder release m06_02_convolution",
     )
     release.add_argument(
         "assignments", nargs="*", metavar="ID", help="assignment ids (default: all)"
     )
 
-    grade = commands.add_parser("grade", help="grade a folder of submissions")
-    grade.add_argument("assignment", metavar="ID")
+    grade = commands.add_parser(
+        "grade",
+        help="grade a folder of submissions",
+        epilog=(
+            "examples:\n"
+            "  python -m autograder grade m06_02_convolution submitted/ --out graded/m06_02\n"
+            "  python -m autograder grade m06_05_unet downloads/ --out graded/m06_05 --workers 4 --force"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    grade.add_argument("assignment", metavar="ID", help="assignment id, e.g. m06_02_convolution")
     grade.add_argument(
         "submissions",
         metavar="SUBMISSIONS",
@@ -39,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="sandbox workers in parallel (default 2)",
     )
-    grade.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    grade.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where hidden tests run inputs (default auto: CUDA when available)",
+    )
     grade.add_argument(
         "--gradebook", metavar="URL", help="SQLAlchemy URL (default: sqlite:///DIR/gradebook.db)"
     )
@@ -55,15 +71,32 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     demo = commands.add_parser(
-        "demo", help="build a small demo class for each assignment and grade it"
+        "demo",
+        help="build a small demo class for each assignment and grade it",
+        epilog="example: python -m autograder demo m06_02_convolution --out demo",
     )
-    demo.add_argument("--out", default="demo", metavar="DIR")
-    demo.add_argument("--workers", type=_positive, default=2, metavar="N")
+    demo.add_argument(
+        "--out", default="demo", metavar="DIR", help="where the demo classes go (default demo)"
+    )
+    demo.add_argument(
+        "--workers",
+        type=_positive,
+        default=2,
+        metavar="N",
+        help="sandbox workers in parallel (default 2)",
+    )
     demo.add_argument("assignments", nargs="*", metavar="ID", help="assignment ids (default: all)")
     bench = commands.add_parser(
-        "bench", help="grading speed at class scale, against nbgrader autograde"
+        "bench",
+        help="grading speed at class scale, against nbgrader autograde",
+        epilog="example: python -m autograder bench --sizes 20 --worker-counts 2 --out bench",
     )
-    bench.add_argument("--assignment", default="m06_02_convolution", metavar="ID")
+    bench.add_argument(
+        "--assignment",
+        default="m06_02_convolution",
+        metavar="ID",
+        help="the assignment whose class is built (default m06_02_convolution)",
+    )
     bench.add_argument(
         "--sizes", default="20,100,400", help="class sizes for the scaling run (default 20,100,400)"
     )
@@ -74,7 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="class size graded by both systems (default 20)",
     )
-    bench.add_argument("--workers", type=int, default=2, metavar="N")
+    bench.add_argument(
+        "--workers",
+        type=_positive,
+        default=2,
+        metavar="N",
+        help="workers for the baseline and scaling runs (default 2)",
+    )
     bench.add_argument(
         "--worker-counts", default="1,2", help="worker counts for the workers run (default 1,2)"
     )

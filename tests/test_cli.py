@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -106,3 +107,14 @@ def test_a_bad_gradebook_url_is_one_line_before_grading(tmp_path, capsys, course
     err = capsys.readouterr().err
     assert err.startswith("error: --gradebook") and "Traceback" not in err
     assert not (tmp_path / "o" / "amy").exists()  # refused before anything was graded
+
+
+def test_every_argument_of_every_command_has_help_and_every_command_an_example():
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        assert "example" in (sub.epilog or ""), name
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{name} {action.dest} has no help text"
