@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -50,3 +51,8 @@ def seed_everything(seed: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def weights_cache_path(weights) -> Path:
+    """Where ``torch.hub`` keeps a torchvision weights entry's file (it may not exist)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name

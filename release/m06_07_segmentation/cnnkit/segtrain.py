@@ -20,11 +20,10 @@ import json
 import os
 import weakref
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 
-from .env import download_allowed
+from .env import download_allowed, weights_cache_path
 from .style import ImageNetNormalize
 
 __all__ = [
@@ -37,7 +36,6 @@ __all__ = [
     "imagenet_resnet",
     "mixed_precision",
     "train_epoch_amp",
-    "weights_cache_path",
 ]
 
 SEG_CACHE_VERSION = "segcache-1"
@@ -242,11 +240,6 @@ class DeviceLoader:
 
 
 # --------------------------------------------------------------------------- pretrained encoders
-
-
-def weights_cache_path(weights) -> Path:
-    """Where ``torch.hub`` keeps a torchvision weights entry's file (it may not exist)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
 
 
 def imagenet_resnet(

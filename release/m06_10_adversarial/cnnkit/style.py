@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from .env import download_allowed
+from .env import download_allowed, weights_cache_path
 
 # --------------------------------------------------------------------------- style transfer and adversarial (m06_08, m06_10)
 
@@ -82,7 +80,7 @@ def vgg19_features(last_layer: str | None = None) -> tuple[torch.nn.Sequential, 
     from torchvision.models import VGG19_Weights, vgg19
 
     weights = VGG19_Weights.IMAGENET1K_V1
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    cached = weights_cache_path(weights)
     network = None
     if cached.exists() or download_allowed():
         try:
