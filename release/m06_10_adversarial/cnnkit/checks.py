@@ -124,7 +124,7 @@ def _program(function, forbidden=()) -> list[tuple[str, str, bool]]:
         qualname = getattr(value, "__qualname__", "")
         if not callable(value) or not isinstance(qualname, str):
             continue
-        if module != home or not hasattr(value, "__code__") and not isinstance(value, type):
+        if module != home or (not hasattr(value, "__code__") and not isinstance(value, type)):
             path = next((p for p, obj in known.items() if obj is value), None)
             if path is not None:  # e.g. `f = F.conv2d`: named as the rubric names it
                 aliases.append(f"import {path.split('.')[0]}\n{name} = {path}")
