@@ -191,19 +191,20 @@ class Grading:
             self.worker = self.start_worker()
             self.session = SandboxSession(self.worker, self.prepared.program, self.grader.files)
 
-    def start_worker(self) -> Worker:
-        worker = Worker(
+    def new_worker(self) -> Worker:
+        return Worker(
             self.config.getoption("worker_index"), self.device, self.rubric.limits, self.info
         )
+
+    def start_worker(self) -> Worker:
+        worker = self.new_worker()
         worker.start()  # warm once (torch imported) before the first student's clock starts
         return worker
 
     def launch_worker(self) -> None:
         """Serve mode: launch the worker early; :meth:`serve` waits until it is warm."""
         self.info = resolve_sandbox(self.config.getoption("sandbox"))
-        self.worker = Worker(
-            self.config.getoption("worker_index"), self.device, self.rubric.limits, self.info
-        )
+        self.worker = self.new_worker()
         try:
             self.worker.launch()
         except (OSError, SandboxError):
