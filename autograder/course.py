@@ -71,7 +71,7 @@ def package_files(folder: Path, name: str = HELPER_MODULE) -> dict[str, str]:
 
 
 def copy_package(source: Path, target: Path) -> None:
-    """Replace ``target`` (a folder, a link or an old single-file module) by a copy of ``source``."""
+    """Replace ``target`` (a folder, or the link nbgrader copied from source/) by a copy of ``source``."""
     import shutil
 
     if target.is_symlink() or target.is_file():

@@ -98,9 +98,9 @@ def open_gradebook(url: str, rubric: Rubric) -> Gradebook:
 class GradebookWriter:
     """The gradebook, owned by one thread so that opening it overlaps grading.
 
-    Creating a new database runs nbgrader's ``alembic`` command (seconds). Every
-    gradebook operation runs in order on the writer's single thread; :meth:`close`
-    waits for them and raises the first error, after the results are on disk.
+    Opening it imports nbgrader and SQLAlchemy (seconds). Every gradebook operation
+    runs in order on the writer's single thread; :meth:`close` waits for them and
+    raises the first error, after the results are on disk.
     """
 
     def __init__(self, url: str, rubric: Rubric) -> None:

@@ -46,9 +46,6 @@ def release(
             raise ReleaseError(
                 f"nbgrader generate_assignment {assignment} failed:\n{done.stdout}\n{done.stderr}"
             )
-        old_single_file = target / "cnnkit.py"
-        if old_single_file.exists() or old_single_file.is_symlink():
-            old_single_file.unlink()
         copy_package(course.helper_module, target / HELPER_MODULE)
         written.append(target)
     return written
