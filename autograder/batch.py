@@ -20,6 +20,7 @@ import collections
 import hashlib
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -32,8 +33,13 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from autograder.autograded import build as build_autograded
+from autograder.autograded import owner
+from autograder.autograded import write as write_autograded
+from autograder.config import CourseConfig, load_config
 from autograder.course import Course
 from autograder.gradebook import GradebookWriter
+from autograder.late import describe, late_plugin, lateness, penalty
 from autograder.results import SubmissionResult, clean, read_results, write_json_atomic
 from autograder.rubric import load_rubric
 from autograder.submissions import Submission, discover
@@ -63,10 +69,53 @@ def _sha(path: Path | None) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path else ""
 
 
+DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, without importing torch (it takes seconds)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [gpu.strip() for gpu in listed.split(",") if gpu.strip() and gpu.strip() != "-1"]
+    return sorted(
+        (p.name.removeprefix("nvidia") for p in Path("/dev").glob("nvidia[0-9]*")), key=int
+    )
+
+
+def gpu_plan(device: str, workers: int, gpus: list[str] | None = None) -> tuple[str, list]:
+    """The device each judge is told and the GPU it sees (``CUDA_VISIBLE_DEVICES``).
+
+    ``auto`` and ``cuda`` give the judges the visible GPUs in turn, one per
+    judge; ``cuda:N`` gives every judge GPU N; each judge then calls its GPU
+    ``cuda``. ``cpu`` sees no GPU.
+    """
+    if not DEVICE.match(device):
+        raise ValueError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
+    gpus = visible_gpus() if gpus is None else gpus
+    if device == "cpu" or not gpus:
+        if device.startswith("cuda:"):
+            raise ValueError(f"--device {device} was asked for, but no CUDA device is visible")
+        return ("cpu" if device == "auto" else device), [None] * workers
+    if device.startswith("cuda:"):
+        number = int(device.split(":")[1])
+        if number >= len(gpus):
+            raise ValueError(f"--device {device}: only {len(gpus)} CUDA device(s) are visible")
+        return "cuda", [gpus[number]] * workers
+    return device, [gpus[i % len(gpus)] for i in range(workers)]
+
+
 class Judge:
     """One pytest session serving submissions over a pair of pipes."""
 
-    def __init__(self, index: int, assignment: str, course: Course, device: str, sandbox: str):
+    def __init__(
+        self,
+        index: int,
+        assignment: str,
+        course: Course,
+        device: str,
+        sandbox: str,
+        gpu: str | None = None,
+    ):
         self.index = index
         jobs_read, self.jobs_fd = os.pipe()
         self.results_fd, results_write = os.pipe()
@@ -75,9 +124,18 @@ class Judge:
         command = [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider"]
         command += ["--rootdir", str(course.root), "--grade-serve", f"{jobs_read},{results_write}"]
         command += ["--device", device, "--sandbox", sandbox, "--worker-index", str(index)]
+        environment = dict(os.environ)
+        if gpu is not None:
+            environment["CUDA_VISIBLE_DEVICES"] = gpu  # this judge's GPU, called cuda inside
+        if device in ("cpu", "cuda"):  # known without torch: the worker can start at once
+            command += ["-p", "autograder.early"]
+            environment["AUTOGRADER_EARLY_WORKER"] = json.dumps(
+                {"assignment": assignment, "device": device, "sandbox": sandbox, "index": index}
+            )
         self.process = subprocess.Popen(
             command,
             cwd=course.root,
+            env=environment,
             pass_fds=(jobs_read, results_write),
             stdin=subprocess.DEVNULL,
             stdout=self.log,
@@ -241,6 +299,72 @@ class Progress:
         self.bar.close()
 
 
+class SandboxLabel:
+    """The judges' sandbox, as their results state it.
+
+    Asking :mod:`autograder.sandbox` directly costs this process a torch import
+    (seconds of a single regrade), so that happens only when no result has said
+    it: every judge failed, or nothing was graded.
+    """
+
+    def __init__(self, requested: str) -> None:
+        self.requested = requested
+        self.seen = ""
+        self._info = None
+
+    @property
+    def mode(self) -> str:
+        return self.resolve().mode
+
+    @property
+    def description(self) -> str:
+        return self.seen or self.resolve().description
+
+    def resolve(self):
+        if self._info is None:
+            from autograder.sandbox import resolve_sandbox
+
+            self._info = resolve_sandbox(self.requested)
+        return self._info
+
+
+def _read(path: Path | None) -> bytes | None:
+    try:
+        return path.read_bytes() if path is not None else None
+    except OSError:
+        return None
+
+
+class LatePolicy:
+    """Submission times (nbgrader's timestamp.txt) and the configured late penalty."""
+
+    def __init__(self, config: CourseConfig, book: GradebookWriter, submissions: dict) -> None:
+        self.config, self.book, self.submissions = config, book, submissions
+        self._plugin = None
+
+    def timestamp(self, student: str):
+        submission = self.submissions.get(student)
+        return lateness(submission.folder if submission else None, None).timestamp
+
+    def apply(self, result: SubmissionResult, note: bool = True) -> float | None:
+        """The penalty for ``result`` (noted in it), or None when it was on time."""
+        submission = self.submissions.get(result.student)
+        late = lateness(submission.folder if submission else None, None)
+        if late.problem and note:
+            result.notes.append(late.problem)
+        if late.timestamp is None:
+            return None
+        seconds = self.book.seconds_late(result.student, late.timestamp)
+        if seconds <= 0:
+            return None
+        if self._plugin is None:
+            self._plugin = late_plugin(self.config)
+        points = penalty(self._plugin, result.student, result.score, seconds)
+        if note:
+            result.notes.append(describe(late.timestamp, seconds, points))
+        return points
+
+
 def _require_writable(folder: Path) -> None:
     """``folder`` exists (created if need be) and takes files, or a one-line ValueError."""
     try:
@@ -284,6 +408,7 @@ def grade_batch(
     course = course or Course.here()
     out_dir = Path(out_dir)
     course.require(assignment)
+    config = load_config(course.root)
     rubric = load_rubric(course.rubric_path(assignment))
     submissions, problems = discover(submissions_dir, assignment, rubric.notebook)
     problems = [clean(problem) for problem in problems]  # file names need not be UTF-8
@@ -292,8 +417,15 @@ def grade_batch(
     if not submissions and not problems:
         raise ValueError(f"no notebooks in {submissions_dir}: nothing to grade")
     _require_writable(out_dir)
-    gradebook_url = gradebook or f"sqlite:///{(out_dir / 'gradebook.db').resolve()}"
+    # The course's gradebook and autograded/ folder (nbgrader_config.py) by default,
+    # so formgrader and generate_feedback see the grades; with --gradebook, the
+    # autograded notebooks go under --out instead.
+    gradebook_url = gradebook or config.db_url
     _require_gradebook_url(gradebook_url)
+    autograded_root = (
+        config.root / config.autograded_directory if gradebook is None else out_dir / "autograded"
+    )
+    by_student = {submission.student: submission for submission in submissions}
 
     results: dict[str, SubmissionResult] = {}
     todo: list[Submission] = []
@@ -309,11 +441,24 @@ def grade_batch(
         else:
             todo.append(submission)
     reused = len(results)
+    taken = [
+        s.student
+        for s in todo
+        if owner(autograded_root / s.student / assignment, rubric.notebook) == "nbgrader"
+    ]
+    if taken and not force:
+        raise ValueError(
+            f"nbgrader autograde has already graded {', '.join(taken[:10])}"
+            f"{' and others' if len(taken) > 10 else ''} in {autograded_root}; grading here "
+            "would replace those scores: pass --force to replace them, or keep using nbgrader"
+        )
 
     # The judges first: each takes seconds to warm up (torch, the suite, a sandbox
     # worker), and what this process imports next (torch, matplotlib) overlaps with it.
+    judge_device, gpus = gpu_plan(device, max(1, min(workers, len(todo))))
+
     def start(index: int) -> Judge:
-        return Judge(index, assignment, course, device, sandbox)
+        return Judge(index, assignment, course, judge_device, sandbox, gpus[index % len(gpus)])
 
     judges = [start(i) for i in range(min(workers, len(todo)))]
     try:
@@ -324,26 +469,50 @@ def grade_batch(
             write_feedback,
             write_grades_csv,
         )
-        from autograder.sandbox import resolve_device, resolve_sandbox
 
-        device = resolve_device(device)
+        if judge_device == "cpu":
+            device = "cpu"
+        else:  # sandbox.py imports torch: a CPU run (or a single regrade) goes without it
+            from autograder.sandbox import resolve_device
+
+            device = resolve_device(judge_device)
         grader = AssignmentGrader(course, assignment, device)
-        info = resolve_sandbox(sandbox)
+        if device == "cuda" and any(gpus):
+            device = f"cuda (GPU {', '.join(dict.fromkeys(g for g in gpus if g))}, one per worker)"
+        info = SandboxLabel(sandbox)
     except BaseException:
         for judge in judges:
             judge.close(kill=True)
         raise
-    book = GradebookWriter(gradebook_url, grader.rubric)
+    due = config.due_dates.get(assignment)
+    book = GradebookWriter(gradebook_url, grader.rubric, course.release_notebook(assignment), due)
+    release = json.loads(course.release_notebook(assignment).read_text(encoding="utf-8"))
+    late = LatePolicy(config, book, by_student)
     for previous in results.values():
-        book.record(previous)  # the gradebook may have missed it before a crash
+        # the gradebook or the autograded notebook may have missed it before a crash
+        book.record(previous, late.timestamp(previous.student), late.apply(previous, note=False))
+        folder = autograded_root / previous.student / assignment
+        if owner(folder, rubric.notebook) is None:
+            raw = _read(by_student[previous.student].path)
+            write_autograded(
+                folder, rubric.notebook, build_autograded(release, raw, previous, rubric)
+            )
 
     bar = Progress(f"grading {assignment}", len(todo), enabled=progress)
     if todo:
         finished = run_judges(grader, todo, judges=judges, start=start, info=info)
         for result in finished:
+            info.seen = info.seen or result.sandbox
+            penalty = late.apply(result)
             write_json_atomic(out_dir / result.student / "results.json", result.to_gradescope())
             write_feedback(out_dir / result.student / "feedback.html", result, grader.rubric)
-            book.record(result)
+            raw = _read(by_student[result.student].path)
+            write_autograded(
+                autograded_root / result.student / assignment,
+                rubric.notebook,
+                build_autograded(release, raw, result, rubric),
+            )
+            book.record(result, late.timestamp(result.student), penalty)
             results[result.student] = result
             bar.update(f"{result.student}: {result.score:g}/{result.max_score:g}")
     bar.close()
@@ -365,6 +534,7 @@ def grade_batch(
     summary.paths["report"] = write_class_report(
         out_dir / "report.html", ordered, grader.rubric, info, device, problems
     )
+    summary.paths["autograded"] = autograded_root
     summary.paths["gradebook"] = (
         Path(gradebook_url.removeprefix("sqlite:///"))
         if gradebook_url.startswith("sqlite:///")

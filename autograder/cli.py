@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 from autograder import api
+from autograder.course import Course
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m autograder", description="Release and grade the CNN course assignments."
+    )
+    parser.add_argument(
+        "--course",
+        metavar="ROOT",
+        help=(
+            "the course root (nbgrader_config.py, rubrics/, source/); default: "
+            "$AUTOGRADER_COURSE, else the folder around the current directory, "
+            "else this repository"
+        ),
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -53,14 +64,29 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument(
         "--device",
         default="auto",
-        choices=["auto", "cpu", "cuda"],
-        help="where hidden tests run inputs (default auto: CUDA when available)",
+        type=_device,
+        metavar="DEVICE",
+        help=(
+            "auto, cpu, cuda or cuda:N: where hidden tests run inputs (default auto: CUDA "
+            "when available, one GPU per worker when there are several; cuda:N puts every "
+            "worker on GPU N)"
+        ),
     )
     grade.add_argument(
-        "--gradebook", metavar="URL", help="SQLAlchemy URL (default: sqlite:///DIR/gradebook.db)"
+        "--gradebook",
+        metavar="URL",
+        help=(
+            "SQLAlchemy URL (default: the course's db_url in nbgrader_config.py); with it, "
+            "autograded notebooks go to DIR/autograded/ instead of the course's autograded/"
+        ),
     )
     grade.add_argument(
-        "--force", action="store_true", help="regrade students whose results are up to date"
+        "--force",
+        action="store_true",
+        help=(
+            "regrade students whose results are up to date, and replace scores that "
+            "nbgrader autograde wrote for them"
+        ),
     )
     grade.add_argument(
         "--sandbox",
@@ -140,6 +166,12 @@ def _positive(text: str) -> int:
     return value
 
 
+def _device(text: str) -> str:
+    if not re.match(r"^(auto|cpu|cuda|cuda:\d+)$", text):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got '{text}'")
+    return text
+
+
 def _ints(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
@@ -153,8 +185,9 @@ def _ints(text: str) -> tuple[int, ...]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        course = Course.find(args.course)
         if args.command == "release":
-            for path in api.release(args.assignments or None):
+            for path in api.release(args.assignments or None, course=course):
                 print(f"released {path}")
         elif args.command == "grade":
             summary = api.grade(
@@ -167,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                 force=args.force,
                 sandbox=args.sandbox,
                 progress=not args.no_progress,
+                course=course,
             )
             print(api.format_summary(summary))
         elif args.command == "bench":
@@ -178,12 +212,13 @@ def main(argv: list[str] | None = None) -> int:
                 worker_counts=_ints(args.worker_counts),
                 worker_size=args.worker_size,
                 out=Path(args.out),
+                course=course,
             )
             print(api.format_bench(figures))
             print(f"figures: {args.out}/bench.json, plot: {args.out}/bench.png")
         elif args.command == "demo":
             for summary in api.demo(
-                args.out, assignments=args.assignments or None, workers=args.workers
+                args.out, assignments=args.assignments or None, workers=args.workers, course=course
             ):
                 print(api.format_summary(summary))
     except (ValueError, OSError, RuntimeError) as exc:

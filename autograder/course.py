@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +20,25 @@ class Course:
     def here(cls) -> Course:
         """The repository that contains this package."""
         return cls(Path(__file__).resolve().parent.parent)
+
+    @classmethod
+    def find(cls, root: str | Path | None = None) -> Course:
+        """The course at ``root`` (or ``$AUTOGRADER_COURSE``), else the one around the cwd.
+
+        A course root holds ``nbgrader_config.py``, ``rubrics/`` and ``source/``.
+        Without a root given, the current directory and its parents are searched;
+        failing that, the repository that contains this package is the course.
+        """
+        root = root or os.environ.get("AUTOGRADER_COURSE") or None
+        if root is not None:
+            path = Path(root).expanduser().resolve()
+            if not (path / "rubrics").is_dir() or not (path / "source").is_dir():
+                raise ValueError(f"--course {root}: no course there (no rubrics/ and source/)")
+            return cls(path)
+        for folder in [Path.cwd(), *Path.cwd().parents]:
+            if (folder / "nbgrader_config.py").is_file() and (folder / "rubrics").is_dir():
+                return cls(folder)
+        return cls.here()
 
     @property
     def source_dir(self) -> Path:

@@ -67,6 +67,8 @@ def run_demo(
                 out / assignment / "graded",
                 workers=workers,
                 force=True,
+                # a demo class has its own gradebook, not the course's
+                gradebook=f"sqlite:///{(out / assignment / 'graded' / 'gradebook.db').resolve()}",
                 course=course,
             )
         )

@@ -8,7 +8,14 @@ from pathlib import Path
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 # Names the grader writes beside the per-student folders: a student id may not take them.
-RESERVED = {"grades.csv", "report.html", "gradebook.db", "gradebook.db-journal", "checks.csv"}
+RESERVED = {
+    "grades.csv",
+    "report.html",
+    "gradebook.db",
+    "gradebook.db-journal",
+    "checks.csv",
+    "autograded",
+}
 
 
 def id_problem(student: str) -> str | None:
@@ -52,6 +59,7 @@ class Submission:
     student: str
     path: Path | None  # None: the student's folder holds no notebook
     problem: str = ""
+    folder: Path | None = None  # nbgrader's submitted/<student>/<id>/ (its timestamp.txt)
 
 
 def discover(
@@ -92,20 +100,26 @@ def discover(
             preferred = folder / notebook
             notebooks = sorted(folder.glob("*.ipynb"))
             if preferred.is_file():
-                found[entry.name] = Submission(entry.name, preferred)
+                found[entry.name] = Submission(entry.name, preferred, folder=folder)
             elif len(notebooks) == 1:
                 found[entry.name] = Submission(
                     entry.name,
                     notebooks[0],
                     f"notebook named {notebooks[0].name} instead of {notebook}",
+                    folder=folder,
                 )
             elif notebooks:
                 names = ", ".join(n.name for n in notebooks)
                 found[entry.name] = Submission(
-                    entry.name, None, f"several notebooks ({names}) and none named {notebook}"
+                    entry.name,
+                    None,
+                    f"several notebooks ({names}) and none named {notebook}",
+                    folder=folder,
                 )
             else:
-                found[entry.name] = Submission(entry.name, None, f"no notebook in {folder.name}/")
+                found[entry.name] = Submission(
+                    entry.name, None, f"no notebook in {folder.name}/", folder=folder
+                )
     for student, names in claimed.items():
         if len(names) > 1:
             del found[student]

@@ -48,6 +48,11 @@ def bubblewrap(sandbox_info) -> SandboxInfo:
     return sandbox_info
 
 
+def book(out: Path) -> str:
+    """A gradebook of the test's own (grading defaults to the course's)."""
+    return f"sqlite:///{out / 'gradebook.db'}"
+
+
 def grade_notebooks(
     assignment: str, notebooks: dict[str, bytes], root: Path, **options
 ) -> dict[str, SubmissionResult]:
@@ -56,7 +61,7 @@ def grade_notebooks(
     folder.mkdir(parents=True, exist_ok=True)
     for student, raw in notebooks.items():
         (folder / f"{student}.ipynb").write_bytes(raw)
-    options = {"workers": 2, "progress": False, **options}
+    options = {"workers": 2, "progress": False, "gradebook": book(root / "graded"), **options}
     summary = grade_batch(assignment, folder, root / "graded", **options)
     return {result.student: result for result in summary.results}
 

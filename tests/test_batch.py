@@ -8,6 +8,7 @@ import pytest
 
 from autograder.batch import grade_batch
 from autograder.mutants import apply_mutant, load_mutants
+from tests.conftest import book
 
 ASSIGNMENT = "m06_02_convolution"
 
@@ -26,7 +27,9 @@ def small_class(course, submissions):
 def test_batch_outputs_resume_and_force(course, small_class, tmp_path):
     folder, bug = small_class
     out = tmp_path / "graded"
-    first = grade_batch(ASSIGNMENT, folder, out, workers=2, progress=False, course=course)
+    first = grade_batch(
+        ASSIGNMENT, folder, out, workers=2, progress=False, course=course, gradebook=book(out)
+    )
     scores = {r.student: r.score for r in first.results}
     total = first.results[0].max_score
     assert scores["ann"] == total and scores["cat"] == 0
@@ -45,12 +48,21 @@ def test_batch_outputs_resume_and_force(course, small_class, tmp_path):
     # a crash mid-batch: one result lost, another half-written
     (out / "bob" / "results.json").unlink()
     (out / "cat" / "results.json").write_text("{")
-    second = grade_batch(ASSIGNMENT, folder, out, workers=2, progress=False, course=course)
+    second = grade_batch(
+        ASSIGNMENT, folder, out, workers=2, progress=False, course=course, gradebook=book(out)
+    )
     assert (second.graded, second.reused) == (2, 1)
     assert {r.student: r.score for r in second.results} == scores
 
     third = grade_batch(
-        ASSIGNMENT, folder, out, workers=1, progress=False, course=course, force=True
+        ASSIGNMENT,
+        folder,
+        out,
+        workers=1,
+        progress=False,
+        course=course,
+        force=True,
+        gradebook=book(out),
     )
     assert (third.graded, third.reused) == (3, 0)
     assert {r.student: r.score for r in third.results} == scores
@@ -70,3 +82,25 @@ def test_progress_is_a_plain_line_in_a_log_and_silent_when_off(capsys, monkeypat
     quiet = Progress("grading a1", 3, enabled=False)
     quiet.update("amy: 1/1")
     assert capsys.readouterr().err == ""
+
+
+def test_gpu_plan_gives_one_gpu_per_worker_or_the_one_asked_for():
+    from autograder.batch import gpu_plan
+
+    assert gpu_plan("auto", 4, ["0", "1", "2"]) == ("auto", ["0", "1", "2", "0"])
+    assert gpu_plan("cuda", 2, ["3", "5"]) == ("cuda", ["3", "5"])
+    assert gpu_plan("cuda:1", 3, ["3", "5"]) == ("cuda", ["5", "5", "5"])
+    assert gpu_plan("cpu", 2, ["0"]) == ("cpu", [None, None])
+    assert gpu_plan("auto", 2, []) == ("cpu", [None, None])
+    for bad, gpus in [("cuda:2", ["0", "1"]), ("cuda:0", []), ("tpu", ["0"])]:
+        with pytest.raises(ValueError, match="--device"):
+            gpu_plan(bad, 1, gpus)
+
+
+def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
+    from autograder.batch import visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 7")
+    assert visible_gpus() == ["2", "7"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == []

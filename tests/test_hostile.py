@@ -23,6 +23,7 @@ from autograder.gradebook import open_gradebook
 from autograder.mutants import apply_mutant, load_mutants
 from autograder.results import TIMING_FIELDS
 from autograder.rubric import load_rubric
+from tests.conftest import book
 
 RUBRIC = load_rubric(Path(__file__).resolve().parent.parent / "rubrics" / f"{ASSIGNMENT}.yaml")
 HONEST = ["aaa_honest", "honest_a", "zzz_honest"]  # sorted first, middle and last in the batch
@@ -50,7 +51,9 @@ def hostile_batch(tmp_path_factory, sandbox_info):
             continue
         (submissions / f"{student_of(index)}.ipynb").write_bytes(case.build(context))
     started = time.monotonic()
-    summary = grade_batch(ASSIGNMENT, submissions, out, workers=2, progress=False)
+    summary = grade_batch(
+        ASSIGNMENT, submissions, out, workers=2, progress=False, gradebook=book(out)
+    )
     seconds = time.monotonic() - started
     connections = []
     try:
@@ -127,7 +130,12 @@ def test_every_report_is_written_and_a_rerun_reuses_everything(hostile_batch):
     report = (out / "report.html").read_text(encoding="utf-8")
     assert all(f"{student}/feedback.html" in report for student in results)
     again = grade_batch(
-        ASSIGNMENT, hostile_batch["context"].submissions, out, workers=2, progress=False
+        ASSIGNMENT,
+        hostile_batch["context"].submissions,
+        out,
+        workers=2,
+        progress=False,
+        gradebook=book(out),
     )
     assert (again.graded, again.reused) == (0, len(results))
     assert {r.student: r.score for r in again.results} == {s: r.score for s, r in results.items()}
@@ -139,7 +147,14 @@ def test_a_file_name_that_is_not_utf8_is_named_and_reported(tmp_path):
     submissions = tmp_path / "submitted"
     submissions.mkdir()
     (submissions / os.fsdecode(b"\xff\xfe.ipynb")).write_bytes(SOURCE.read_bytes())
-    summary = grade_batch(ASSIGNMENT, submissions, tmp_path / "graded", workers=1, progress=False)
+    summary = grade_batch(
+        ASSIGNMENT,
+        submissions,
+        tmp_path / "graded",
+        workers=1,
+        progress=False,
+        gradebook=book(tmp_path / "graded"),
+    )
     assert summary.results == [] and len(summary.problems) == 1
     assert "not graded" in (tmp_path / "graded" / "report.html").read_text(encoding="utf-8")
 
@@ -213,7 +228,7 @@ def test_the_same_batch_gives_the_same_results_three_times(course, tmp_path):
     runs = []
     for run in range(3):
         out = tmp_path / f"run{run}"
-        grade_batch(ASSIGNMENT, submissions, out, workers=2, progress=False)
+        grade_batch(ASSIGNMENT, submissions, out, workers=2, progress=False, gradebook=book(out))
         runs.append({p.parent.name: _timeless(p) for p in out.glob("*/results.json")})
     assert runs[0] == runs[1] == runs[2]
     assert len(runs[0]) == 8
@@ -324,7 +339,14 @@ def test_two_hundred_submissions_each_get_their_solo_score(course, grade, tmp_pa
         (submissions / f"s{number:03d}.ipynb").write_bytes(data)
     solo = {name: result.score for name, result in grade(ASSIGNMENT, dict(honest)).items()}
     started = time.monotonic()
-    summary = grade_batch(ASSIGNMENT, submissions, tmp_path / "out", workers=2, progress=False)
+    summary = grade_batch(
+        ASSIGNMENT,
+        submissions,
+        tmp_path / "out",
+        workers=2,
+        progress=False,
+        gradebook=book(tmp_path / "out"),
+    )
     seconds = time.monotonic() - started
     results = {r.student: r for r in summary.results}
     assert len(results) == 200
