@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autograder.checks import summarize
 from autograder.course import Course, package_files
 from autograder.notebook import Answers, Cell, build_program, extract_answers, read_source
 from autograder.results import SubmissionResult, TestResult
@@ -112,6 +111,8 @@ class AssignmentGrader:
         output_tail: str = "",
     ) -> SubmissionResult:
         """Score every rubric check: it passes when all of its cases passed."""
+        from autograder.checks import summarize  # imports torch: only judges call this
+
         by_check: dict[str, list[CaseOutcome]] = {}
         for outcome in outcomes:
             by_check.setdefault(outcome.check, []).append(outcome)

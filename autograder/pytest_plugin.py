@@ -203,6 +203,12 @@ class Grading:
 
     def launch_worker(self) -> None:
         """Serve mode: launch the worker early; :meth:`serve` waits until it is warm."""
+        from autograder import early
+
+        if early.WORKER is not None and early.WORKER[2] == self.device:
+            self.worker, self.info, _ = early.WORKER  # launched before the suite was imported
+            early.WORKER = None
+            return
         self.info = resolve_sandbox(self.config.getoption("sandbox"))
         self.worker = self.new_worker()
         try:

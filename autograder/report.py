@@ -8,16 +8,15 @@ import html
 import io
 import statistics
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+from autograder.results import SubmissionResult
+from autograder.rubric import Rubric
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+if TYPE_CHECKING:
+    from autograder.sandbox import SandboxInfo
 
-from autograder.results import SubmissionResult  # noqa: E402
-from autograder.rubric import Rubric  # noqa: E402
-from autograder.sandbox import SandboxInfo  # noqa: E402
+FIGURES_FROM = 3  # a distribution needs a class: one or two submissions get the table only
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
@@ -34,7 +33,18 @@ def _page(title: str, body: str) -> str:
     return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>{body}</body></html>\n"
 
 
+def _pyplot():
+    """matplotlib, imported when a figure is drawn (a single regrade draws none)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _figure(fig) -> str:
+    plt = _pyplot()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -128,7 +138,10 @@ def write_class_report(
 ) -> Path:
     """Where the class struggles: score histogram, pass rate per check, time per submission."""
     figures = []
-    if results:
+    if len(results) >= FIGURES_FROM:
+        plt = _pyplot()
+        from matplotlib.ticker import MaxNLocator
+
         scores = [r.score for r in results]
         fig, ax = plt.subplots(figsize=(6, 3))
         ax.hist(
@@ -190,7 +203,12 @@ def write_class_report(
         f"{_sandbox_note(sandbox.description)}"
         + "".join(f"<p class='note weak'>{html.escape(p)}</p>" for p in problems)
         + f"<h2>Where the class struggles</h2><ul>{hardest or '<li>every check passed by everyone</li>'}</ul>"
-        f"{''.join(figures)}<h2>Students</h2><table><tr><th>student</th><th>score</th><th>time</th><th>notes</th></tr>{rows}</table>"
+        + (
+            ""
+            if figures or not results
+            else f"<p class='muted'>Figures appear from {FIGURES_FROM} submissions.</p>"
+        )
+        + f"{''.join(figures)}<h2>Students</h2><table><tr><th>student</th><th>score</th><th>time</th><th>notes</th></tr>{rows}</table>"
     )
     path.write_text(_page(f"Class report {rubric.assignment}", body), encoding="utf-8")
     return path

@@ -43,6 +43,7 @@ def test_tiny_bench_writes_figures(course, tmp_path):
         worker_size=2,
         out=tmp_path,
         course=course,
+        cold_repeats=1,
     )
     data = json.loads((tmp_path / "bench.json").read_text())
     assert (tmp_path / "bench.png").stat().st_size > 1000
@@ -51,3 +52,7 @@ def test_tiny_bench_writes_figures(course, tmp_path):
     assert ours["per_minute"] > 0 and theirs["per_minute"] > 0
     assert data["baseline"]["ratio"] == pytest.approx(ours["per_minute"] / theirs["per_minute"])
     assert "throughput ratio" in format_figures(figures)
+    cold = data["cold_single"]
+    assert len(cold["ours_seconds"]) == len(cold["nbgrader_seconds"]) == 1
+    assert cold["ratio"] == pytest.approx(cold["nbgrader_median"] / cold["ours_median"])
+    assert "one submission from a cold start" in format_figures(figures)
