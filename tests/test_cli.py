@@ -118,3 +118,22 @@ def test_every_argument_of_every_command_has_help_and_every_command_an_example()
             if isinstance(action, argparse._HelpAction):
                 continue
             assert action.help, f"{name} {action.dest} has no help text"
+
+
+def test_a_course_root_that_is_no_course_is_one_line(tmp_path, capsys):
+    code = cli.main(
+        ["--course", str(tmp_path), *grade_args(tmp_path), "--out", str(tmp_path / "o")]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --course") and "Traceback" not in err
+
+
+def test_the_command_line_runs_from_another_directory(tmp_path, course):
+    done = subprocess.run(
+        [sys.executable, "-m", "autograder", "--course", str(course.root), "grade", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and "cuda:N" in done.stdout
