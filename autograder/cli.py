@@ -112,6 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="sandbox workers in parallel (default 2)",
     )
     demo.add_argument("assignments", nargs="*", metavar="ID", help="assignment ids (default: all)")
+    gradescope = commands.add_parser(
+        "gradescope",
+        help="build a Gradescope autograder.zip for one assignment",
+        description=(
+            "Write DIR/autograder.zip for a Gradescope programming assignment: setup.sh "
+            "(pinned packages, bubblewrap, an unprivileged user for student code) and "
+            "run_autograder (grades the one submitted notebook into results/results.json)."
+        ),
+        epilog="example: python -m autograder gradescope m06_02_convolution --out dist/m06_02",
+    )
+    gradescope.add_argument("assignment", metavar="ID", help="assignment id")
+    gradescope.add_argument(
+        "--out", required=True, metavar="DIR", help="the folder that receives autograder.zip"
+    )
+
     bench = commands.add_parser(
         "bench",
         help="grading speed at class scale, against nbgrader autograde",
@@ -203,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
                 course=course,
             )
             print(api.format_summary(summary))
+        elif args.command == "gradescope":
+            from autograder.gradescope import build_package
+
+            print(f"wrote {build_package(args.assignment, Path(args.out), course=course)}")
         elif args.command == "bench":
             figures = api.bench(
                 args.assignment,

@@ -163,6 +163,51 @@ def bwrap_command(index: int, device: str, limits: Limits) -> list[str]:
     return args + ["--", *server]
 
 
+# Who an rlimits-mode worker runs as when the grader runs as root (Gradescope's container).
+SANDBOX_USER_ENV = "AUTOGRADER_SANDBOX_USER"
+
+
+def sandbox_user() -> tuple[int, int] | None:
+    """``(uid, gid)`` an rlimits-mode worker drops to, or None to run as this process.
+
+    Set when this process runs as root and ``$AUTOGRADER_SANDBOX_USER`` names a user
+    (a name, or a numeric uid that is then also the gid). bubblewrap workers drop to a
+    uid of their own anyway. An unknown user or root itself is an error, never root.
+    """
+    name = os.environ.get(SANDBOX_USER_ENV, "").strip()
+    if not name or os.geteuid() != 0:
+        return None
+    if name.isdigit():
+        uid = gid = int(name)
+    else:
+        import pwd
+
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise SandboxError(f"{SANDBOX_USER_ENV}={name}: no such user") from None
+        uid, gid = entry.pw_uid, entry.pw_gid
+    if uid == 0 or gid == 0:
+        raise SandboxError(f"{SANDBOX_USER_ENV}={name} is root: student code never runs as root")
+    if shutil.which("setpriv") is None:
+        raise SandboxError(f"{SANDBOX_USER_ENV} is set but setpriv (util-linux) is missing")
+    return uid, gid
+
+
+def drop_to_user_command(user: tuple[int, int]) -> list[str]:
+    """The prefix that runs a command as ``user``: no groups, no capabilities, no setuid."""
+    uid, gid = user
+    return [
+        "setpriv",
+        f"--reuid={uid}",
+        f"--regid={gid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--no-new-privs",
+        "--",
+    ]
+
+
 def check_bubblewrap() -> SandboxInfo:
     """Start a trivial sandbox once to see whether bubblewrap works here."""
     if shutil.which("bwrap") is None:
@@ -251,7 +296,9 @@ class Worker:
     def command(self) -> list[str]:
         if self.info.mode == "bubblewrap":
             return bwrap_command(self.index, self.device, self.limits)
-        return [sys.executable, "-I", str(CHILD_DIR / "server.py")]
+        server = [sys.executable, "-I", str(CHILD_DIR / "server.py")]
+        user = sandbox_user()  # root drops to $AUTOGRADER_SANDBOX_USER
+        return server if user is None else drop_to_user_command(user) + server
 
     def start(self) -> None:
         self.launch()
@@ -261,7 +308,10 @@ class Worker:
         """Start the server process without waiting for it to finish warming up."""
         env = None
         if self.info.mode != "bubblewrap":
+            user = sandbox_user()  # the server's HOME and TMPDIR are its own
             self.tmpdir = tempfile.mkdtemp(prefix=f"grader-worker{self.index}-")
+            if user is not None:
+                os.chown(self.tmpdir, *user)
             env = {
                 "PATH": "/usr/bin:/bin",
                 "HOME": self.tmpdir,

@@ -32,6 +32,11 @@ def test_gradescope_schema():
         assert {"name", "score", "max_score", "status", "output", "visibility"} <= set(test)
         assert test["status"] in ("passed", "failed")
     assert data["score"] == sum(t["score"] for t in data["tests"])
+    assert data["output_format"] == "text"
+    # Gradescope's "number" is "part.check" (1-based); our check id travels in extra_data
+    assert [t["number"] for t in data["tests"]] == ["1.1", "1.2"]
+    assert [t["extra_data"]["check"] for t in data["tests"]] == ["c1", "c2"]
+    assert all(t["output_format"] == "text" for t in data["tests"])
 
 
 def test_round_trip_and_atomic_write(tmp_path):
@@ -45,3 +50,18 @@ def test_round_trip_and_atomic_write(tmp_path):
     path.write_text("{half a fi")
     assert read_results(path) is None
     json.loads(json.dumps(sample().to_gradescope()))
+
+
+def test_numbers_follow_parts_and_old_files_still_read():
+    tests = [
+        TestResult("a1", "p", "P: a1", 1.0, 1.0, True, ""),
+        TestResult("b1", "q", "Q: b1", 1.0, 1.0, True, ""),
+        TestResult("b2", "q", "Q: b2", 0.0, 1.0, False, ""),
+    ]
+    data = SubmissionResult("a1", "amy", 2.0, 3.0, tests).to_gradescope()
+    assert [t["number"] for t in data["tests"]] == ["1.1", "2.1", "2.2"]
+    back = SubmissionResult.from_gradescope(data)
+    assert [(t.check, t.part) for t in back.tests] == [("a1", "p"), ("b1", "q"), ("b2", "q")]
+    for test in data["tests"]:  # written before: the check id in "number", the part in tags
+        test["number"] = test.pop("extra_data")["check"]
+    assert [t.check for t in SubmissionResult.from_gradescope(data).tests] == ["a1", "b1", "b2"]
