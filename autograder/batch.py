@@ -360,6 +360,7 @@ class LatePolicy:
         if self._plugin is None:
             self._plugin = late_plugin(self.config)
         points = penalty(self._plugin, result.student, result.score, seconds)
+        result.late_penalty = points
         if note:
             result.notes.append(describe(late.timestamp, seconds, points))
         return points

@@ -91,7 +91,13 @@ def write_feedback(path: Path, result: SubmissionResult, rubric: Rubric) -> Path
     )
     body = (
         f"<h1>{html.escape(rubric.title)} — feedback for {html.escape(result.student)}</h1>"
-        f"<p class='score'>Score: <b>{result.score:g} / {result.max_score:g}</b></p>{notes}"
+        f"<p class='score'>Score: <b>{result.score:g} / {result.max_score:g}</b>"
+        + (
+            f" − late penalty {result.late_penalty:g} = <b>{result.score - result.late_penalty:g}</b>"
+            if result.late_penalty
+            else ""
+        )
+        + f"</p>{notes}"
         f"<table>{''.join(rows)}</table>{output}"
         f"{_sandbox_note(result.sandbox)}<p class='muted'>Device: {html.escape(result.device)}. Grading took {result.execution_time:.1f} s.</p>"
     )
@@ -103,14 +109,24 @@ def write_feedback(path: Path, result: SubmissionResult, rubric: Rubric) -> Path
 def write_grades_csv(path: Path, results: list[SubmissionResult], rubric: Rubric) -> Path:
     with path.open("w", newline="") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["student", "score", "max_score", *[p.id for p in rubric.parts], "notes"])
+        parts = [p.id for p in rubric.parts]
+        writer.writerow(["student", "score", "max_score", *parts, "late_penalty", "final", "notes"])
         for result in results:
             parts = [
                 f"{sum(t.score for t in result.tests if t.part == p.id):g}" for p in rubric.parts
             ]
             notes = "; ".join(([result.fatal] if result.fatal else []) + result.notes)
+            final = f"{result.score - result.late_penalty:g}"
             writer.writerow(
-                [result.student, f"{result.score:g}", f"{result.max_score:g}", *parts, notes]
+                [
+                    result.student,
+                    f"{result.score:g}",
+                    f"{result.max_score:g}",
+                    *parts,
+                    f"{result.late_penalty:g}",
+                    final,
+                    notes,
+                ]
             )
     return path
 

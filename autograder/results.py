@@ -57,6 +57,7 @@ class SubmissionResult:
     execution_time: float = 0.0
     output_tail: str = ""
     fatal: str | None = None
+    late_penalty: float = 0.0  # points the course's late-penalty plugin takes off ``score``
 
     def __post_init__(self) -> None:
         """Every string from a submission or a child is made valid UTF-8 here, once."""
@@ -103,6 +104,7 @@ class SubmissionResult:
                 "submission_sha256": self.sha256,
                 "notes": self.notes,
                 "fatal": self.fatal,
+                "late_penalty": self.late_penalty,
             },
         }
 
@@ -134,6 +136,7 @@ class SubmissionResult:
             sha256=extra.get("submission_sha256", ""),
             execution_time=data.get("execution_time", 0.0),
             fatal=extra.get("fatal"),
+            late_penalty=float(extra.get("late_penalty") or 0.0),
         )
 
 

@@ -93,6 +93,12 @@ def test_grade_writes_the_course_gradebook_with_due_dates_and_late_penalties(gra
         assert comments and all("Hidden checks: 0 of" in text for text in comments)
     bob_results = json.loads((out / "bob" / "results.json").read_text())
     assert "34.0 h after the due date: late penalty" in bob_results["output"]
+    assert bob_results["extra_data"]["late_penalty"] == full
+    import csv
+
+    rows = {row["student"]: row for row in csv.DictReader((out / "grades.csv").open())}
+    assert rows["bob"]["late_penalty"] == f"{full:g}" and rows["bob"]["final"] == "0"
+    assert rows["ann"]["late_penalty"] == "0" and rows["ann"]["final"] == f"{full:g}"
 
 
 @pytest.mark.slow
