@@ -193,7 +193,11 @@ class Grading:
 
     def new_worker(self) -> Worker:
         return Worker(
-            self.config.getoption("worker_index"), self.device, self.rubric.limits, self.info
+            self.config.getoption("worker_index"),
+            self.device,
+            self.rubric.limits,
+            self.info,
+            preload=self.grader.preload(),
         )
 
     def start_worker(self) -> Worker:
