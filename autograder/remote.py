@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import torch
+
 
 NDARRAY_TAG = "__ndarray__"
 TENSOR_TAG = "__tensor__"
@@ -62,6 +63,8 @@ def clean_text(text: str, limit: int = MAX_TEXT) -> str:
 
 def _validate(value: Any) -> None:
     """Walk without recursion; raise :class:`OutputError` on anything unexpected."""
+    import torch  # here, not at the top: launching a sandbox worker needs no torch
+
     stack = [(value, 0)]
     visits = 0
     while stack:
@@ -95,6 +98,8 @@ def _validate(value: Any) -> None:
 
 
 def _tensor(item: dict) -> torch.Tensor:
+    import torch
+
     tensor = item[TENSOR_TAG]
     if type(tensor) is not torch.Tensor or tensor.layout != torch.strided:
         raise OutputError("the output holds a malformed tensor")
@@ -107,6 +112,8 @@ def _tensor(item: dict) -> torch.Tensor:
 
 
 def _convert(item: Any, session: Session) -> Any:
+    import torch
+
     kind = type(item)
     if kind is str:
         return clean_text(item)
@@ -153,6 +160,9 @@ def error_text(error: Any) -> str:
 
 def to_wire(value: Any, session: Session) -> Any:
     """Trusted test data to what the object server reads: tensors, tagged arrays, handles."""
+    import numpy as np
+    import torch
+
     if isinstance(value, Handle):
         return value._h_ref(session)
     if isinstance(value, torch.Tensor):

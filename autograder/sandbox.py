@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from autograder.child.objects import ObjectServer
 from autograder.child.protocol import (
     CHILD,
     HEADER,
@@ -598,6 +597,8 @@ class LocalSession:
         self.context = None
         self.cell_errors: dict[str, str] = {}
         self.output_tail = ""
+        from autograder.child.objects import ObjectServer  # torch: only this session needs it
+
         self.server = ObjectServer({"__name__": "__main__"}, device)
         for cell in cells:
             wire = {"op": "exec", "cell": cell["id"], "source": cell["source"]}

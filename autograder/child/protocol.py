@@ -14,8 +14,6 @@ import os
 import struct
 from typing import Any
 
-import torch
-
 HEADER = struct.Struct(">Q")
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 # Between the judge and the fork server, a frame's first byte says what it holds:
@@ -31,12 +29,16 @@ class FrameError(Exception):
 
 
 def encode(obj: Any) -> bytes:
+    import torch  # imported on first use: the grader launches workers without it
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return buffer.getvalue()
 
 
 def decode(payload: bytes) -> Any:
+    import torch
+
     try:
         return torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
     except Exception as exc:  # any malformed payload is the sender's fault
