@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import textwrap
 from pathlib import Path
 
 from autograder.gradebook import comment_text
@@ -81,6 +82,9 @@ def build(release: dict, raw: bytes | None, result: SubmissionResult, rubric: Ru
         if gid in checks:
             tests = [t for t in result.tests if t.part == checks[gid].id]
             text = comment_text(tests) if tests else f"Not graded: {result.fatal or unread}"
+            text = "\n".join(  # an output cell does not wrap: keep lines readable
+                textwrap.fill(line, 100, subsequent_indent="    ") for line in text.splitlines()
+            )
             cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": text + "\n"}]
         out_cells.append(cell)
         if gid:
