@@ -94,6 +94,13 @@ FORBIDDEN = {
         "torch.nn.NLLLoss",
     ),
     "attacks": ("torchattacks", "foolbox", "advertorch", "cleverhans"),
+    "linear": (
+        "torch.nn.functional.linear",
+        "torch.nn.functional.bilinear",
+        "torch.nn.Linear",
+        "torch.nn.LazyLinear",
+        "torch.nn.Bilinear",
+    ),
 }
 
 
