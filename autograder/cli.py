@@ -127,6 +127,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, metavar="DIR", help="the folder that receives autograder.zip"
     )
 
+    overview = commands.add_parser(
+        "overview",
+        help="the course at a glance: totals, distributions, pass rates, who needs help",
+        description=(
+            "Read the --out folders of graded assignments and write OUT/overview.html "
+            "(per-student totals, score distributions, pass rate per check, who needs help, "
+            "links to every report and feedback page) and OUT/overview.csv (one row per "
+            "student: student_id, name and email when a gradebook has them, per-assignment "
+            "and per-check scores)."
+        ),
+        epilog="example: python -m autograder overview graded/m06_02 graded/m06_10 --out course",
+    )
+    overview.add_argument("graded", nargs="+", metavar="DIR", help="--out folders of grade runs")
+    overview.add_argument("--out", required=True, metavar="OUT", help="where the overview goes")
+    overview.add_argument(
+        "--gradebook",
+        metavar="URL",
+        help="gradebook with students' names and emails (default: the course's, if it exists)",
+    )
+
     bench = commands.add_parser(
         "bench",
         help="grading speed at class scale, against nbgrader autograde",
@@ -222,6 +242,19 @@ def main(argv: list[str] | None = None) -> int:
             from autograder.gradescope import build_package
 
             print(f"wrote {build_package(args.assignment, Path(args.out), course=course)}")
+        elif args.command == "overview":
+            from autograder.config import load_config
+            from autograder.overview import write_overview
+
+            book = args.gradebook
+            if book is None:
+                url = load_config(course.root).db_url
+                if url.startswith("sqlite:///") and Path(url[len("sqlite:///") :]).is_file():
+                    book = url
+            paths = write_overview(
+                [Path(d) for d in args.graded], Path(args.out), gradebook=book, course=course
+            )
+            print(f"overview: {paths['overview']}\ncsv:      {paths['csv']}")
         elif args.command == "bench":
             figures = api.bench(
                 args.assignment,
