@@ -25,14 +25,15 @@ from pathlib import Path
 
 from autograder.gradebook import comment_text
 from autograder.notebook import NotebookError, parse_cells
-from autograder.results import SubmissionResult
+from autograder.results import SubmissionResult, clean
 from autograder.rubric import Rubric
 
 MARK = "autograder"
 
 
 def _lines(text: str) -> list[str]:
-    return text.splitlines(keepends=True)
+    """Notebook source lines, as valid UTF-8 (a submission may hold lone surrogates)."""
+    return clean(text).splitlines(keepends=True)
 
 
 def build(release: dict, raw: bytes | None, result: SubmissionResult, rubric: Rubric) -> dict:

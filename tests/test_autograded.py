@@ -103,3 +103,11 @@ def test_owner_tells_our_folders_from_nbgrader_autograde(tmp_path):
     assert owner(theirs, "x.ipynb") == "nbgrader"
     (theirs / "x.ipynb").write_text("garbage")
     assert owner(theirs, "x.ipynb") == "nbgrader"
+
+
+def test_a_submission_with_lone_surrogates_is_written_as_valid_utf8(tmp_path):
+    student = json.loads(COURSE.source_notebook(ASSIGNMENT).read_text())
+    student["cells"].append({"cell_type": "code", "metadata": {}, "source": "x = '\ud800'"})
+    raw = json.dumps(student).encode()  # ensure_ascii: the surrogate travels as an escape
+    path = write(tmp_path, "x.ipynb", build(RELEASE, raw, result(True), RUBRIC))
+    assert "x = '" in path.read_text(encoding="utf-8")
