@@ -24,6 +24,17 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def course_folders_stay_clean():
+    """Grading defaults to the course's gradebook and autograded/: no test may write them."""
+    root = Course.here().root
+    watched = [root / "gradebook.db", root / "autograded", root / "feedback"]
+    before = {path for path in watched if path.exists()}
+    yield
+    created = [str(path) for path in watched if path.exists() and path not in before]
+    assert not created, f"a test wrote into the course itself: {created} (pass gradebook=)"
+
+
 @pytest.fixture(scope="session")
 def course() -> Course:
     return COURSE

@@ -256,6 +256,7 @@ def test_killing_grade_mid_batch_loses_and_duplicates_nothing(course, tmp_path):
         "--workers",
         "2",
         "--no-progress",
+        f"--gradebook=sqlite:///{out / 'gradebook.db'}",
     ]
     process = subprocess.Popen(
         command,
