@@ -24,15 +24,13 @@ def pytest_load_initial_conftests(early_config, parser, args) -> None:
         return
     from autograder import sandbox
     from autograder.course import Course
-    from autograder.grader import AssignmentGrader
+    from autograder.rubric import load_rubric
 
     try:
         spec = json.loads(spec)
-        grader = AssignmentGrader(Course.here(), spec["assignment"], spec["device"])
+        rubric = load_rubric(Course.here().rubric_path(spec["assignment"]))
         info = sandbox.resolve_sandbox(spec["sandbox"])
-        worker = sandbox.Worker(
-            spec["index"], spec["device"], grader.rubric.limits, info, preload=grader.preload()
-        )
+        worker = sandbox.Worker(spec["index"], spec["device"], rubric.limits, info)
         worker.launch()
     except Exception:  # the plugin launches one the usual way, and reports what fails
         return

@@ -9,7 +9,6 @@ the pytest plugin (``autograder/pytest_plugin.py``).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from autograder.course import Course, package_files
@@ -17,8 +16,6 @@ from autograder.notebook import Answers, Cell, build_program, extract_answers, r
 from autograder.results import SubmissionResult, TestResult
 from autograder.rubric import Rubric, load_rubric
 from autograder.staticcheck import Finding, analyze
-
-PRELOAD = ("matplotlib", "matplotlib.pyplot", "torchvision", "PIL.Image")  # costly imports
 
 
 @dataclass
@@ -57,19 +54,6 @@ class AssignmentGrader:
                 self.files.update(package_files(release, name))
             else:
                 self.files[name] = (release / name).read_text()
-
-    def preload(self) -> tuple[str, ...]:
-        """The heavy modules the notebook's own code uses, imported once per sandbox worker.
-
-        Read from the source notebook's setup and answer cells (trusted): a worker
-        for an assignment that never touches torchvision does not spend seconds
-        importing it, and one that does imports it once, not in every child.
-        """
-        cells = set(self.rubric.setup_cells) | {p.answer_cell for p in self.rubric.parts}
-        text = "\n".join(c.source for c in self.source if c.grade_id in cells)
-        return tuple(
-            module for module in PRELOAD if re.search(rf"\b{module.split('.')[0]}\b", text)
-        )
 
     def prepare(self, raw: bytes) -> Prepared:
         """Parse and repair a submission (raises NotebookError when it cannot be read)."""

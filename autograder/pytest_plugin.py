@@ -193,11 +193,7 @@ class Grading:
 
     def new_worker(self) -> Worker:
         return Worker(
-            self.config.getoption("worker_index"),
-            self.device,
-            self.rubric.limits,
-            self.info,
-            preload=self.grader.preload(),
+            self.config.getoption("worker_index"), self.device, self.rubric.limits, self.info
         )
 
     def start_worker(self) -> Worker:

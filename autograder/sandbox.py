@@ -291,14 +291,11 @@ class Worker:
     reader: FrameReader | None = None
     restarts: int = 0
     tmpdir: str | None = None
-    preload: tuple[str, ...] | None = None  # modules the server imports once (None: its default)
 
     def command(self) -> list[str]:
-        # the server's own arguments come last in both forms
-        preload = [] if self.preload is None else [f"--preload={','.join(self.preload)}"]
         if self.info.mode == "bubblewrap":
-            return bwrap_command(self.index, self.device, self.limits) + preload
-        server = [sys.executable, "-I", str(CHILD_DIR / "server.py"), *preload]
+            return bwrap_command(self.index, self.device, self.limits)
+        server = [sys.executable, "-I", str(CHILD_DIR / "server.py")]
         user = sandbox_user()  # root drops to $AUTOGRADER_SANDBOX_USER
         return server if user is None else drop_to_user_command(user) + server
 
