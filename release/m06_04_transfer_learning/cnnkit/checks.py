@@ -94,6 +94,7 @@ FORBIDDEN = {
         "torch.nn.NLLLoss",
     ),
     "attacks": ("torchattacks", "foolbox", "advertorch", "cleverhans"),
+    "architectures": ("torchvision.models", "timm"),
     "linear": (
         "torch.nn.functional.linear",
         "torch.nn.functional.bilinear",
@@ -108,13 +109,14 @@ def _program(function, forbidden=()) -> list[tuple[str, str, bool]]:
     """The notebook as the rule needs it: the imports and aliases the function's module
     holds now, and the source of every function and class defined in the notebook."""
     import inspect
+    import sys
     import textwrap
     import types
 
     from . import rules
 
-    namespace = function.__globals__
     home = function.__module__
+    namespace = getattr(function, "__globals__", None) or vars(sys.modules[home])
     known = {}
     for pattern in forbidden:
         path = rules._resolve_path(pattern)
@@ -148,7 +150,16 @@ def _program(function, forbidden=()) -> list[tuple[str, str, bool]]:
                     for member in vars(value).values()
                     if inspect.isfunction(member)
                 ]
-                bases = ", ".join(base.__name__ for base in value.__bases__ if base is not object)
+                bases = []
+                for base in value.__bases__:
+                    if base is object:
+                        continue
+                    if base.__module__ == home:
+                        bases.append(base.__name__)
+                    else:  # e.g. nn.Sequential: written out in full, so the rule sees it
+                        aliases.append(f"import {base.__module__}")
+                        bases.append(f"{base.__module__}.{base.__qualname__}")
+                bases = ", ".join(bases)
                 source = f"class {name}({bases}):\n" + ("\n".join(methods) or "    pass\n")
             else:
                 source = textwrap.dedent(inspect.getsource(value))
