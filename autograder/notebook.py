@@ -44,7 +44,8 @@ class Answers:
     cells: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)  # answer cell -> why it is missing
-    added: list[tuple[str, str]] = field(default_factory=list)  # (label, definitions only)
+    # (label, definitions only, the answer cell it follows in the submission or None)
+    added: list[tuple[str, str, str | None]] = field(default_factory=list)
 
 
 def _text(source) -> str:
@@ -128,12 +129,33 @@ def _defines(source: str, function: str) -> bool:
     )
 
 
-def definitions_only(source: str) -> str:
+def _defined_names(node: ast.stmt) -> set[str]:
+    """Names a top-level statement binds (functions, classes, assignment targets)."""
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return {node.name}
+    if isinstance(node, ast.Assign | ast.AnnAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return {t.id for t in targets if isinstance(t, ast.Name)}
+    return set()
+
+
+def top_level_names(source: str) -> set[str]:
+    """Names the top level of ``source`` defines (nothing when it does not parse)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    return set().union(*(_defined_names(node) for node in tree.body))
+
+
+def definitions_only(source: str, protected: frozenset[str] = frozenset()) -> str:
     """The top-level imports, functions, classes and literal constants of a cell.
 
     Experiment code in a cell a student adds (training loops, plots) does not run
     at grading time; what graded functions may call from it does. Other lines are
-    blanked, so error messages keep the student's line numbers.
+    blanked, so error messages keep the student's line numbers. Definitions of a
+    ``protected`` name (one an answer cell defines) are blanked too, so that an
+    experiment's copy of a graded function never replaces the graded one.
     """
     try:
         tree = ast.parse(source)
@@ -153,6 +175,8 @@ def definitions_only(source: str) -> str:
                 kept = all(isinstance(t, ast.Name) for t in targets)
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 kept = False
+        if kept and _defined_names(node) & protected:
+            kept = False
         if kept:
             first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
             for index in range(first - 1, node.end_lineno):
@@ -186,6 +210,7 @@ def extract_answers(raw: bytes, rubric: Rubric, source: list[Cell]) -> Answers:
         )
 
     claimed: set[int] = set()
+    chosen_cells: dict[str, Cell] = {}
     for part in rubric.parts:
         cell_id = part.answer_cell
         found = by_id.get(cell_id, [])
@@ -221,11 +246,19 @@ def extract_answers(raw: bytes, rubric: Rubric, source: list[Cell]) -> Answers:
                 f"cell '{cell_id}' was changed to a {chosen.cell_type} cell; its text was graded as code"
             )
         answers.cells[cell_id] = strip_magics(chosen.source)
+        chosen_cells[cell_id] = chosen
 
     # Cells the student added (no grade id of this assignment, not course cells): their
-    # definitions are available to the graded functions.
+    # definitions are available to the graded functions. Each runs where the student put
+    # it, after the answer cell before it, so a class may subclass a graded one.
     course_code = {c.source.strip() for c in source if c.cell_type == "code"}
+    protected = frozenset().union(*(top_level_names(text) for text in answers.cells.values()))
+    answer_of = {id(cell): cell_id for cell_id, cell in chosen_cells.items()}
+    after = None
     for index, cell in enumerate(cells):
+        if id(cell) in answer_of:
+            after = answer_of[id(cell)]
+            continue
         if (
             cell.cell_type != "code"
             or index in claimed
@@ -233,9 +266,9 @@ def extract_answers(raw: bytes, rubric: Rubric, source: list[Cell]) -> Answers:
             or cell.source.strip() in course_code
         ):
             continue
-        kept = definitions_only(strip_magics(cell.source))
+        kept = definitions_only(strip_magics(cell.source), protected)
         if kept.strip():
-            answers.added.append((f"added cell {len(answers.added) + 1}", kept))
+            answers.added.append((f"added cell {len(answers.added) + 1}", kept, after))
     if answers.added:
         answers.notes.append(
             f"{len(answers.added)} cell(s) you added ran for their definitions only "
@@ -255,16 +288,29 @@ def extract_answers(raw: bytes, rubric: Rubric, source: list[Cell]) -> Answers:
 def build_program(rubric: Rubric, source: list[Cell], answers: Answers) -> list[dict]:
     """The cells the sandbox runs, in the source notebook's order.
 
-    Setup cells come from the source (trusted); answer cells from the student, with
-    the definitions of the cells the student added just before them.
+    Setup cells come from the source (trusted); answer cells from the student. The
+    definitions of the cells the student added run where the student put them: right
+    after the answer cell before them (before the first answer cell when none is).
     """
     program = []
+    placed: set[str] = set()
+
+    def added_after(cell_id: str | None) -> list[dict]:
+        cells = [(label, text) for label, text, after in answers.added if after == cell_id]
+        placed.update(label for label, _ in cells)
+        return [{"id": label, "source": text} for label, text in cells]
+
+    first = True
     for cell in source:
         if cell.grade_id in rubric.setup_cells:
             program.append({"id": cell.grade_id, "source": strip_magics(cell.source)})
         elif cell.grade_id in answers.cells:
-            if answers.added and not any(c["id"].startswith("added cell") for c in program):
-                # before the answers, so that a graded cell's own definitions win
-                program += [{"id": label, "source": text} for label, text in answers.added]
+            if first:
+                program += added_after(None)
+                first = False
             program.append({"id": cell.grade_id, "source": answers.cells[cell.grade_id]})
+            program += added_after(cell.grade_id)
+    program += [
+        {"id": label, "source": text} for label, text, _ in answers.added if label not in placed
+    ]
     return program

@@ -8,6 +8,7 @@ import nbformat
 import pytest
 from hostile_corpus import foreign_notebook
 
+from autograder.course import Course
 from autograder.notebook import (
     NotebookError,
     build_program,
@@ -167,3 +168,28 @@ def test_added_cells_keep_only_definitions_with_their_line_numbers():
     assert "for _ in" not in "\n".join(kept) and "helper(3)" not in kept
     assert kept[-1] == "x: int = 3"
     assert definitions_only("def broken(:\n") == ""
+
+
+def test_added_cells_run_where_the_student_put_them_and_never_replace_an_answer():
+    """An added cell after an answer cell may subclass the graded class at definition
+    time; an experiment's copy of a graded function does not replace the answer."""
+    course = Course.here()
+    assignment = "m06_03_architectures"
+    rubric = load_rubric(course.rubric_path(assignment))
+    source = read_source(course.source_notebook(assignment))
+    data = json.loads(course.source_notebook(assignment).read_text())
+    cells = data["cells"]
+    index = next(
+        i
+        for i, c in enumerate(cells)
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "BasicBlock"
+    )
+    stage = "class Stage(nn.Sequential):\n    def __init__(self, block=BasicBlock):\n        super().__init__(block(4, 4))\n"
+    shadow = "def receptive_field(layers):\n    return 0\n"
+    cells.insert(index + 1, {"cell_type": "code", "metadata": {}, "outputs": [], "source": stage})
+    cells.insert(0, {"cell_type": "code", "metadata": {}, "outputs": [], "source": shadow})
+    answers = extract_answers(json.dumps(data).encode(), rubric, source)
+    program = [cell["id"] for cell in build_program(rubric, source, answers)]
+    stage_label = next(label for label, text, _ in answers.added if "class Stage" in text)
+    assert program.index(stage_label) == program.index("BasicBlock") + 1
+    assert not any("return 0" in text for _, text, _ in answers.added)  # not replaced
