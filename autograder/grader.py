@@ -12,7 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from autograder.course import Course, package_files
-from autograder.notebook import Answers, Cell, build_program, extract_answers, read_source
+from autograder.notebook import (
+    Answers,
+    Cell,
+    build_program,
+    extract_answers,
+    read_source,
+    top_level_names,
+)
 from autograder.results import SubmissionResult, TestResult
 from autograder.rubric import Rubric, load_rubric
 from autograder.staticcheck import Finding, analyze
@@ -67,8 +74,14 @@ class AssignmentGrader:
 
     def findings(self, program: list[dict]) -> dict[str, list[Finding]]:
         cells = [(c["id"], c["source"], c["id"] in self.rubric.setup_cells) for c in program]
+        sources = {c["id"]: c["source"] for c in program}
+        # Everything the answer cell defines is the part's (a cell may hold two classes).
         parts = [
-            (part.id, part.function, part.forbidden.names)
+            (
+                part.id,
+                {part.function} | top_level_names(sources.get(part.answer_cell, "")),
+                part.forbidden.names,
+            )
             for part in self.rubric.parts
             if part.forbidden is not None
         ]

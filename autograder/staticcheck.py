@@ -17,7 +17,7 @@ Nothing here runs student code. For each from-scratch part the analysis
 3. reports forbidden APIs in reachable code, and *escapes* in reachable code
    or in any cell's top-level code (which always runs): code that can run what
    this analysis cannot see, such as threads and processes, ``exec`` and
-   ``eval``, ``importlib``, computed attribute names on modules, ``gc``,
+   ``eval``, ``importlib``, computed attribute names on modules, ``gc``'s object finders,
    ``inspect``, ``ctypes``, the dispatch machinery and the sandbox's own
    modules.
 
@@ -50,7 +50,32 @@ ESCAPE_NAMES = (
     "sys.setprofile",
     "sys._getframe",
     "ctypes",
-    "gc",
+    # Anything that turns a string into an object or runs code from data: a way to name
+    # a forbidden API without writing it.
+    "pickle",
+    "_pickle",
+    "copyreg",
+    "marshal",
+    "shelve",
+    "dill",
+    "cloudpickle",
+    "pkgutil",
+    "pydoc",
+    "runpy",
+    "code",
+    "codeop",
+    "typing._eval_type",
+    "typing.get_type_hints",
+    "typing.ForwardRef",
+    "operator.attrgetter",
+    "operator.methodcaller",
+    "torch.load",
+    "torch.serialization",
+    "gc.get_objects",  # gc.collect() and friends are harmless; finding objects is not
+    "gc.get_referrers",
+    "gc.get_referents",
+    "gc.garbage",
+    "gc.callbacks",
     "inspect",
     "threading",
     "_thread",
@@ -98,6 +123,9 @@ ESCAPE_ATTRIBUTES = (
     "f_locals",
     "f_back",
 )
+# Builtins that look names up, harmless when called directly (the rules above apply) but
+# not when handed to other code (``functools.reduce(getattr, ["models", "AlexNet"], tv)``).
+PASSED_ESCAPES = ("getattr", "setattr", "delattr", "vars", "globals", "__import__", "eval", "exec")
 UNKNOWN = "?"
 
 
@@ -412,6 +440,14 @@ class _Scanner:
                     if func.id != "getattr" or _literal(node.args[1]) is None:
                         what = "getattr with a computed name" if func.id == "getattr" else func.id
                         self.add(line, f"{what} on a module", True)
+            if (
+                _is_name(func, "getattr") or _is_name(func, "setattr") or _is_name(func, "delattr")
+            ) and len(node.args) >= 2:
+                if _literal(node.args[1]) in ESCAPE_ATTRIBUTES:
+                    self.add(line, f"the attribute {_literal(node.args[1])}", True)
+            for argument in [*node.args, *(k.value for k in node.keywords)]:
+                if isinstance(argument, ast.Name) and argument.id in PASSED_ESCAPES:
+                    self.add(line, f"{argument.id} passed as a value", True)
             if _is_name(func, "vars") and node.args and resolver.module_like(node.args[0], local):
                 self.add(line, "vars() of a module", True)
             if _is_name(func, "globals"):
@@ -538,13 +574,15 @@ def _used_names(statement: ast.AST) -> set[str]:
 
 
 def analyze(
-    cells: Iterable[tuple[str, str, bool]], parts: Iterable[tuple[str, str, tuple[str, ...]]]
+    cells: Iterable[tuple[str, str, bool]],
+    parts: Iterable[tuple[str, str | Iterable[str], tuple[str, ...]]],
 ) -> dict[str, list[Finding]]:
     """Findings per from-scratch part.
 
     ``cells`` are ``(cell id, source, trusted)`` in run order (trusted: the locked
     setup cells, whose findings do not count); ``parts`` are ``(part id, function
-    name, forbidden patterns)``. A part with no findings is absent from the result.
+    name or names, forbidden patterns)``. A part with no findings is absent from the
+    result.
     """
     parsed = _parse(cells)
     resolver = _Resolver(_global_aliases(parsed))
@@ -594,7 +632,7 @@ def analyze(
                 always.setdefault((finding.cell, finding.line, finding.name), finding)
     result: dict[str, list[Finding]] = {}
     for part_id, function, forbidden in parts:
-        reachable = reach({function})
+        reachable = reach({function} if isinstance(function, str) else set(function))
         findings: dict[tuple[str, int, str], Finding] = {}
         for cell, statement in reachable:
             if cell.trusted:

@@ -214,3 +214,54 @@ def test_a_forbidden_api_reached_by_another_path_is_found(code):
 def test_a_whole_forbidden_module_reached_through_the_helper():
     code = "import cnnkit\ndef conv2d_numpy(x, w):\n    return cnnkit.torch.zeros(2).numpy()\n"
     assert findings(code, function="conv2d_numpy", forbidden=("torch",))
+
+
+@pytest.mark.parametrize(
+    ("cells", "name"),
+    [
+        (
+            "import pickle\ndef conv2d(x, w):\n    return pickle.loads(b'ctorch\\nconv2d\\n.')(x, w)\n",
+            "pickle",
+        ),
+        (
+            "import pkgutil\ndef conv2d(x, w):\n    return pkgutil.resolve_name('torch:conv2d')(x, w)\n",
+            "pkgutil",
+        ),
+        (
+            "import pydoc\ndef conv2d(x, w):\n    return pydoc.locate('torch.conv2d')(x, w)\n",
+            "pydoc",
+        ),
+        (
+            "import operator\ndef conv2d(x, w):\n    return operator.attrgetter('nn.functional.conv2d')(torch)(x, w)\n",
+            "operator.attrgetter",
+        ),
+        (
+            "import functools\ndef conv2d(x, w):\n    return functools.reduce(getattr, ['conv2d'], torch)(x, w)\n",
+            "getattr passed as a value",
+        ),
+        (
+            "import typing\ndef conv2d(x, w):\n    return typing._eval_type(typing.ForwardRef('torch.conv2d'), {'torch': torch}, {})(x, w)\n",
+            "typing",
+        ),
+        (
+            "def conv2d(x, w):\n    return getattr(object, '__subclasses__')()[0](x, w)\n",
+            "the attribute __subclasses__",
+        ),
+        ("import gc\ndef conv2d(x, w):\n    return gc.get_objects()[0](x, w)\n", "gc.get_objects"),
+    ],
+)
+def test_ways_to_name_an_api_by_a_string_are_escapes(cells, name):
+    found = findings(cells)
+    assert any(f.escape and name in f.name for f in found), found
+
+
+def test_collecting_garbage_is_not_an_escape():
+    cells = "import gc\ngc.collect()\ndef conv2d(x, w):\n    gc.collect()\n    return x\n"
+    assert findings(cells) == []
+
+
+def test_every_name_an_answer_cell_defines_can_be_a_root():
+    cell = "def conv2d(x, w):\n    return x\n\ndef second(x, w):\n    return F.conv2d(x, w)\n"
+    program = [("setup", SETUP, True), ("answer", cell, False)]
+    assert analyze(program, [("part", "conv2d", FORBIDDEN)]) == {}
+    assert analyze(program, [("part", {"conv2d", "second"}, FORBIDDEN)])["part"]
