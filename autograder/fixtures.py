@@ -52,6 +52,19 @@ class Fixtures:
             return 1 + 0.2 * self.randn(*shape)
         return self.randn(*shape) / math.sqrt(math.prod(shape[1:]))
 
+    def state_dict(self, template: torch.nn.Module, skip=()) -> dict[str, torch.Tensor]:
+        """float32 seeded values for every floating entry of ``template``'s state dict (a
+        module on the meta device is fine); integer buffers (BatchNorm's step counter) are 0."""
+        state = {}
+        for name, value in template.state_dict().items():
+            if name in skip:
+                continue
+            if value.is_floating_point():
+                state[name] = self.parameter(name, value.shape).float()
+            else:
+                state[name] = torch.zeros(value.shape, dtype=value.dtype)
+        return state
+
     def model_spec(self, layers: list, train: bool = False) -> dict:
         """A float64 model spec with seeded weights: ``cnnkit.build_model(spec)`` builds it
         in the sandbox, :func:`trusted_model` here."""
@@ -94,3 +107,37 @@ def trusted_model(spec: dict) -> torch.nn.Module:
     """The model a spec describes, built in the trusted process for the reference
     (the sandbox builds it with the released ``cnnkit.build_model``)."""
     return load_helper().build_model(spec)
+
+
+def on_meta(factory, *args, **kwargs) -> torch.nn.Module:
+    """``factory(*args, **kwargs)`` built on the meta device: shapes only, no memory."""
+    with torch.device("meta"):
+        return factory(*args, **kwargs)
+
+
+def state_layout(module: torch.nn.Module) -> list[tuple[str, list[int]]]:
+    """(name, shape) of every parameter, then every buffer, in registration order."""
+    named = [*module.named_parameters(), *module.named_buffers()]
+    return [(name, list(value.shape)) for name, value in named]
+
+
+def reference_eval(factory, args, state, x, overrides=None) -> torch.Tensor:
+    """``factory(*args)`` in float64 and eval mode, holding ``state`` (plus ``overrides``,
+    already float tensors) loaded strictly, applied to ``x`` without gradients."""
+    module = on_meta(factory, *args).to_empty(device="cpu").double()
+    values = {name: value.double() for name, value in state.items()}
+    values.update({name: value.double() for name, value in (overrides or {}).items()})
+    module.load_state_dict(values, strict=True)
+    module.eval()
+    with torch.no_grad():
+        return module(x.double())
+
+
+def student_eval(student, cls: str, args, state, x):
+    """The student's ``cls(*args)`` holding ``state`` (loaded strictly in the sandbox), in
+    eval mode on the grading device, applied to ``x`` (float32)."""
+    net = getattr(student, cls)(*args)
+    net.load_state_dict(state)
+    net.to(student.device)
+    net.eval()
+    return net(x.float())

@@ -26,6 +26,7 @@ import math
 import pytest
 import torch
 
+from autograder.fixtures import on_meta, reference_eval, state_layout, student_eval
 from solutions import architectures as ref
 
 # --------------------------------------------------------------------------- helpers
@@ -47,17 +48,6 @@ class View:
         tensors = self.student.lib("itertools").chain(net.parameters(), net.buffers())
         shapes = self.py.map(self.op.attrgetter("shape"), tensors)
         return self.py.list(self.py.map(self.py.get("list"), shapes))
-
-
-def state_layout(module: torch.nn.Module) -> list[tuple[str, list[int]]]:
-    """(name, shape) of every parameter, then every buffer, in registration order."""
-    named = [*module.named_parameters(), *module.named_buffers()]
-    return [(name, list(value.shape)) for name, value in named]
-
-
-def on_meta(factory, *args, **kwargs) -> torch.nn.Module:
-    with torch.device("meta"):
-        return factory(*args, **kwargs)
 
 
 def name_difference(got: list[str], expected: list[str]) -> str:
@@ -86,44 +76,6 @@ def parameter_count(student, net) -> int:
     """``sum(p.numel() for p in net.parameters())``, computed in the sandbox."""
     py = student.lib("builtins")
     return py.sum(py.map(student.lib("torch").get("numel"), net.parameters()))
-
-
-def seeded_state(inputs, template: torch.nn.Module, skip=()) -> dict[str, torch.Tensor]:
-    """float32 seeded values for every floating entry of ``template``'s state dict (a meta
-    module is fine); integer buffers (BatchNorm's step counter) are 0."""
-    state = {}
-    for name, value in template.state_dict().items():
-        if name in skip:
-            continue
-        if value.is_floating_point():
-            state[name] = inputs.parameter(name, value.shape).float()
-        else:
-            state[name] = torch.zeros(value.shape, dtype=value.dtype)
-    return state
-
-
-def reference_output(factory, args, state, x, strided=None) -> torch.Tensor:
-    """The reference module in float64, eval mode, holding ``state``, applied to ``x``."""
-    module = on_meta(factory, *args).to_empty(device="cpu").double()
-    values = {name: value.double() for name, value in state.items()}
-    for name, (base, size, stride) in (strided or {}).items():
-        values[name] = torch.as_strided(base.double(), size, stride)
-    module.load_state_dict(values, strict=True)
-    module.eval()
-    with torch.no_grad():
-        return module(x.double())
-
-
-def student_output(student, cls: str, args, state, x, strided=None):
-    """The student's ``cls(*args)`` holding ``state`` (strict), in eval mode, applied to ``x``."""
-    net = getattr(student, cls)(*args)
-    if strided:
-        load_with_strided(student, net, state, strided)
-    else:
-        net.load_state_dict(state)
-    net.to(student.device)
-    net.eval()
-    return net(x.float())
 
 
 def load_with_strided(student, net, state, strided) -> None:
@@ -181,10 +133,10 @@ LENET_CASES = [
 @pytest.mark.parametrize("shape, classes", LENET_CASES)
 def test_lenet_forward(student, check, inputs, reference, shape, classes):
     args = (shape[1], classes)
-    state = seeded_state(inputs, on_meta(ref.LeNet5, *args))
+    state = inputs.state_dict(on_meta(ref.LeNet5, *args))
     x = inputs.randn(*shape)
-    expected = reference(lambda: reference_output(ref.LeNet5, args, state, x))
-    check.close(student_output(student, "LeNet5", args, state, x), expected, "logits")
+    expected = reference(lambda: reference_eval(ref.LeNet5, args, state, x))
+    check.close(student_eval(student, "LeNet5", args, state, x), expected, "logits")
 
 
 # --------------------------------------------------------------------------- AlexNet
@@ -209,11 +161,19 @@ ALEXNET_LARGE = {"classifier.1.weight": (4096, 9216), "classifier.4.weight": (40
 @pytest.mark.parametrize("shape, classes", ALEXNET_CASES)
 def test_alexnet_forward(student, check, inputs, reference, shape, classes):
     template = on_meta(ref.alexnet_model, classes)
-    state = seeded_state(inputs, template, skip=ALEXNET_LARGE)
+    state = inputs.state_dict(template, skip=ALEXNET_LARGE)
     strided = {name: hankel(inputs, name, size) for name, size in ALEXNET_LARGE.items()}
     x = inputs.rand(*shape)
-    expected = reference(lambda: reference_output(ref.alexnet_model, (classes,), state, x, strided))
-    got = student_output(student, "AlexNet", (classes,), state, x, strided)
+    views = {
+        name: torch.as_strided(base.float(), size, stride)
+        for name, (base, size, stride) in strided.items()
+    }
+    expected = reference(lambda: reference_eval(ref.alexnet_model, (classes,), state, x, views))
+    net = student.AlexNet(classes)
+    load_with_strided(student, net, state, strided)
+    net.to(student.device)
+    net.eval()
+    got = net(x.float())
     check.close(got, expected, "logits in eval mode (dropout off)")
 
 
@@ -231,14 +191,14 @@ def check_vgg(student, check, inputs, reference, arch, index, shape):
     num_convs, in_channels, out_channels = ref.vgg_blocks(arch)[index]
     args = (num_convs, in_channels, out_channels, arch.endswith("_bn"))
     block = reference(lambda: ref.vgg_block_reference(arch, index))
-    state = seeded_state(inputs, block)
+    state = inputs.state_dict(block)
     x = inputs.randn(*shape)
 
     def factory(*args):
         return ref.vgg_block_reference(arch, index)
 
-    expected = reference(lambda: reference_output(factory, args, state, x))
-    check.close(student_output(student, "VGGBlock", args, state, x), expected)
+    expected = reference(lambda: reference_eval(factory, args, state, x))
+    check.close(student_eval(student, "VGGBlock", args, state, x), expected)
 
 
 @pytest.mark.parametrize(
@@ -270,10 +230,10 @@ def inception_case(label: str, args: tuple, shape: tuple):
 
 
 def check_inception(student, check, inputs, reference, args, shape):
-    state = seeded_state(inputs, on_meta(ref.inception, *args))
+    state = inputs.state_dict(on_meta(ref.inception, *args))
     x = inputs.randn(*shape)
-    expected = reference(lambda: reference_output(ref.inception, args, state, x))
-    check.close(student_output(student, "Inception", args, state, x), expected)
+    expected = reference(lambda: reference_eval(ref.inception, args, state, x))
+    check.close(student_eval(student, "Inception", args, state, x), expected)
 
 
 @pytest.mark.parametrize(
@@ -316,10 +276,10 @@ def block_case(label: str, args: tuple, shape: tuple):
     ],
 )
 def test_basic_block(student, check, inputs, reference, args, shape):
-    state = seeded_state(inputs, on_meta(ref.basic_block, *args))
+    state = inputs.state_dict(on_meta(ref.basic_block, *args))
     x = inputs.randn(*shape)
-    expected = reference(lambda: reference_output(ref.basic_block, args, state, x))
-    check.close(student_output(student, "BasicBlock", args, state, x), expected)
+    expected = reference(lambda: reference_eval(ref.basic_block, args, state, x))
+    check.close(student_eval(student, "BasicBlock", args, state, x), expected)
 
 
 @pytest.mark.parametrize(
@@ -332,10 +292,10 @@ def test_basic_block(student, check, inputs, reference, args, shape):
     ],
 )
 def test_bottleneck(student, check, inputs, reference, args, shape):
-    state = seeded_state(inputs, on_meta(ref.bottleneck, *args))
+    state = inputs.state_dict(on_meta(ref.bottleneck, *args))
     x = inputs.randn(*shape)
-    expected = reference(lambda: reference_output(ref.bottleneck, args, state, x))
-    check.close(student_output(student, "Bottleneck", args, state, x), expected)
+    expected = reference(lambda: reference_eval(ref.bottleneck, args, state, x))
+    check.close(student_eval(student, "Bottleneck", args, state, x), expected)
 
 
 # --------------------------------------------------------------------------- ResNet-18
@@ -358,10 +318,10 @@ RESNET_CASES = [
 
 @pytest.mark.parametrize("shape, classes", RESNET_CASES)
 def test_resnet18_forward(student, check, inputs, reference, shape, classes):
-    state = seeded_state(inputs, on_meta(ref.resnet18, classes))
+    state = inputs.state_dict(on_meta(ref.resnet18, classes))
     x = inputs.randn(*shape)
-    expected = reference(lambda: reference_output(ref.resnet18, (classes,), state, x))
-    check.close(student_output(student, "ResNet18", (classes,), state, x), expected, "logits")
+    expected = reference(lambda: reference_eval(ref.resnet18, (classes,), state, x))
+    check.close(student_eval(student, "ResNet18", (classes,), state, x), expected, "logits")
 
 
 # --------------------------------------------------------------------------- DenseNet
@@ -375,10 +335,10 @@ def test_resnet18_forward(student, check, inputs, reference, shape, classes):
     ],
 )
 def test_dense_layer(student, check, inputs, reference, args, shape):
-    state = seeded_state(inputs, on_meta(ref.dense_layer, *args))
+    state = inputs.state_dict(on_meta(ref.dense_layer, *args))
     x = inputs.randn(*shape)
-    expected = reference(lambda: reference_output(ref.dense_layer, args, state, x))
-    check.close(student_output(student, "DenseLayer", args, state, x), expected)
+    expected = reference(lambda: reference_eval(ref.dense_layer, args, state, x))
+    check.close(student_eval(student, "DenseLayer", args, state, x), expected)
 
 
 @pytest.mark.parametrize(
@@ -390,10 +350,10 @@ def test_dense_layer(student, check, inputs, reference, args, shape):
     ],
 )
 def test_dense_block(student, check, inputs, reference, args, shape):
-    state = seeded_state(inputs, on_meta(ref.dense_block, *args))
+    state = inputs.state_dict(on_meta(ref.dense_block, *args))
     x = inputs.randn(*shape)
-    expected = reference(lambda: reference_output(ref.dense_block, args, state, x))
-    check.close(student_output(student, "DenseBlock", args, state, x), expected)
+    expected = reference(lambda: reference_eval(ref.dense_block, args, state, x))
+    check.close(student_eval(student, "DenseBlock", args, state, x), expected)
 
 
 # --------------------------------------------------------------------------- receptive field
