@@ -53,6 +53,8 @@ def compare_tensors(
     if actual.shape != expected.shape:
         return f"{what} has shape {_shape(actual)}, expected {_shape(expected)}"
     actual, expected = actual.detach().cpu(), expected.detach().cpu()
+    if actual.dtype == torch.bool and expected.is_floating_point():
+        return f"{what} has dtype torch.bool, expected a floating-point tensor"
     if (
         actual.dtype == torch.bool
         or expected.dtype == torch.bool
