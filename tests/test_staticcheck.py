@@ -265,3 +265,24 @@ def test_every_name_an_answer_cell_defines_can_be_a_root():
     program = [("setup", SETUP, True), ("answer", cell, False)]
     assert analyze(program, [("part", "conv2d", FORBIDDEN)]) == {}
     assert analyze(program, [("part", {"conv2d", "second"}, FORBIDDEN)])["part"]
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        ("def _t():\n    return torch\n", "def conv2d(x, w):\n    return _t().conv2d(x, w)\n"),
+        ("def conv2d(x, w):\n    return [F][0].conv2d(x, w)\n",),
+    ],
+)
+def test_a_forbidden_name_on_a_call_result_or_an_item_is_found(cells):
+    found = findings(*cells)
+    assert any(not f.escape and "conv2d" in f.name for f in found), found
+
+
+def test_torchs_dispatch_switches_are_escapes_from_any_object():
+    cells = (
+        "def _t():\n    return torch\n",
+        "def conv2d(x, w):\n    with _t()._C._DisableTorchDispatch():\n        return x\n",
+    )
+    found = findings(*cells)
+    assert any(f.escape and "_C" in f.name for f in found), found

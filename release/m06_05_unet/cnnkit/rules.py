@@ -122,6 +122,14 @@ ESCAPE_ATTRIBUTES = (
     "f_globals",
     "f_locals",
     "f_back",
+    # torch's dispatch internals, reached from any object (``_t()._C`` where ``_t`` returns torch)
+    "_C",
+    "_DisableTorchDispatch",
+    "_DisablePythonDispatcher",
+    "_ExcludeDispatchKeyGuard",
+    "_disable_current_modes",
+    "_python_dispatch",
+    "aten",
 )
 # Builtins that look names up, harmless when called directly (the rules above apply) but
 # not when handed to other code (``functools.reduce(getattr, ["models", "AlexNet"], tv)``).
@@ -322,6 +330,15 @@ class _Resolver:
         }
 
 
+def _rooted_at_name(node: ast.AST) -> bool:
+    """``a.b.c`` starts at a name (a parameter, a local, ``self``): the resolver decides
+    those. Chains that start at a call's result or an item (``_lib().conv2d``,
+    ``[F][0].conv2d``) it cannot follow."""
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return isinstance(node, ast.Name)
+
+
 def _is_name(node: ast.AST, name: str) -> bool:
     return isinstance(node, ast.Name) and node.id == name
 
@@ -475,6 +492,18 @@ class _Scanner:
             dotted = resolver.dotted(node, local)
             if dotted is not None:
                 self.check_name(line, dotted)
+            elif isinstance(node, ast.Attribute) and not _rooted_at_name(node):
+                self.check_leaf(line, node.attr)
+
+    def check_leaf(self, line: int, attribute: str) -> None:
+        """An attribute of something the analysis cannot name (a call's result, a list
+        item): a forbidden function's own name there counts (``_lib().conv2d``)."""
+        for pattern in self.forbidden:
+            leaf = pattern.rsplit(".", 1)[-1]
+            if "." in pattern and "*" not in leaf and attribute == leaf:
+                objects = _forbidden_objects((pattern,))
+                if not any(inspect.ismodule(obj) for _, obj in objects.values()):
+                    self.add(line, pattern, False)
 
     def check_name(self, line: int, dotted: str) -> None:
         for pattern in self.forbidden:
