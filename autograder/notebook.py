@@ -148,15 +148,77 @@ def top_level_names(source: str) -> set[str]:
     return set().union(*(_defined_names(node) for node in tree.body))
 
 
-def definitions_only(source: str, protected: frozenset[str] = frozenset()) -> str:
-    """The top-level imports, functions, classes and literal constants of a cell.
+PURE_BUILTINS = frozenset(
+    "abs all any bool dict divmod enumerate float frozenset int len list max min pow range "
+    "reversed round set sorted str sum tuple zip True False None".split()
+)
+# Modules whose functions may compute a constant in a cell a student adds: pure
+# arithmetic and PyTorch/NumPy constructors, never I/O or data loading.
+PURE_MODULES = ("math", "functools", "torch", "numpy")
+
+
+def _import_roots(tree: ast.Module) -> dict[str, str]:
+    """Top-level names a cell's imports bind, with the module path each stands for."""
+    roots = {}
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    roots[alias.asname] = alias.name
+                else:
+                    roots[alias.name.split(".")[0]] = alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                roots[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return roots
+
+
+def _pure_value(value: ast.expr, known: dict[str, str], constants: set[str]) -> bool:
+    """A constant computed from literals, earlier constants, harmless builtins and the
+    functions of ``PURE_MODULES``: ``2 ** 3``, ``tuple(range(2, 4))``, ``math.sqrt(2)``,
+    ``partial(nn.Conv2d, kernel_size=3)``, ``nn.ReLU``. Nothing that calls the
+    student's own code, reads data or touches torch's data loading runs."""
+    bound: set[str] = set()
+    for node in ast.walk(value):
+        if isinstance(node, ast.comprehension):
+            bound |= {n.id for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+        if isinstance(node, ast.Lambda | ast.Await | ast.Yield | ast.YieldFrom | ast.NamedExpr):
+            return False
+    for node in ast.walk(value):
+        if isinstance(node, ast.Name):
+            if node.id in bound or node.id in constants or node.id in PURE_BUILTINS:
+                continue
+            module = known.get(node.id)
+            if module is None or module.split(".")[0] not in PURE_MODULES:
+                return False
+            if module.startswith(("torch.utils.data", "torch.hub", "torch.load")):
+                return False
+        if isinstance(node, ast.Attribute) and node.attr in ("load", "hub", "data", "save"):
+            return False
+    return True
+
+
+def definitions_only(
+    source: str,
+    protected: frozenset[str] = frozenset(),
+    known: dict[str, str] | None = None,
+    constants: set[str] | None = None,
+    dropped: list[str] | None = None,
+) -> str:
+    """The top-level imports, functions, classes and constants of a cell.
 
     Experiment code in a cell a student adds (training loops, plots) does not run
     at grading time; what graded functions may call from it does. Other lines are
     blanked, so error messages keep the student's line numbers. Definitions of a
     ``protected`` name (one an answer cell defines) are blanked too, so that an
     experiment's copy of a graded function never replaces the graded one.
+
+    Constants are literals, or values computed from literals, earlier ``constants``
+    and the pure functions of modules the notebook imports (``known``: name ->
+    module, across cells); see :func:`_pure_value`. The names of assignments left
+    out are appended to ``dropped``.
     """
+    constants = set() if constants is None else constants
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
@@ -170,11 +232,18 @@ def definitions_only(source: str, protected: frozenset[str] = frozenset()) -> st
         )
         if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = all(isinstance(t, ast.Name) for t in targets)
             try:
                 ast.literal_eval(node.value)
-                kept = all(isinstance(t, ast.Name) for t in targets)
+                kept = names
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                kept = False
+                kept = names and _pure_value(
+                    node.value, {**_import_roots(tree), **(known or {})}, constants
+                )
+            if kept:
+                constants.update(t.id for t in targets)
+            elif dropped is not None:
+                dropped += [t.id for t in targets if isinstance(t, ast.Name)]
         if kept and _defined_names(node) & protected:
             kept = False
         if kept:
@@ -253,6 +322,15 @@ def extract_answers(raw: bytes, rubric: Rubric, source: list[Cell]) -> Answers:
     # it, after the answer cell before it, so a class may subclass a graded one.
     course_code = {c.source.strip() for c in source if c.cell_type == "code"}
     protected = frozenset().union(*(top_level_names(text) for text in answers.cells.values()))
+    known: dict[str, str] = {}
+    for cell in [*source, *cells]:
+        if cell.cell_type == "code" and (cell.grade_id in rubric.setup_cells or not cell.locked):
+            try:
+                known.update(_import_roots(ast.parse(strip_magics(cell.source))))
+            except (SyntaxError, ValueError):
+                pass
+    constants: set[str] = set()
+    dropped: list[str] = []
     answer_of = {id(cell): cell_id for cell_id, cell in chosen_cells.items()}
     after = None
     for index, cell in enumerate(cells):
@@ -266,13 +344,20 @@ def extract_answers(raw: bytes, rubric: Rubric, source: list[Cell]) -> Answers:
             or cell.source.strip() in course_code
         ):
             continue
-        kept = definitions_only(strip_magics(cell.source), protected)
+        kept = definitions_only(strip_magics(cell.source), protected, known, constants, dropped)
         if kept.strip():
             answers.added.append((f"added cell {len(answers.added) + 1}", kept, after))
     if answers.added:
         answers.notes.append(
             f"{len(answers.added)} cell(s) you added ran for their definitions only "
             "(imports, functions, classes, constants)"
+        )
+    skipped = [name for name in dict.fromkeys(dropped) if name not in protected]
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+        answers.notes.append(
+            f"in cells you added, these assignments did not run at grading time (only "
+            f"constants do, not experiment results): {shown}"
         )
 
     for cell in source:

@@ -159,7 +159,7 @@ def test_added_cells_keep_only_definitions_with_their_line_numbers():
 
     text = (
         "import math\nfrom torch import nn\nSCALE = 2.0\nNAMES = ('a', 'b')\n"
-        "model = nn.Linear(2, 2)\n@staticmethod\ndef helper(x):\n    return x * SCALE\n"
+        "model = Box()\n@staticmethod\ndef helper(x):\n    return x * SCALE\n"
         "class Box:\n    pass\nfor _ in range(10**9):\n    pass\nhelper(3)\nx: int = 3\n"
     )
     kept = definitions_only(text).splitlines()
@@ -193,3 +193,20 @@ def test_added_cells_run_where_the_student_put_them_and_never_replace_an_answer(
     stage_label = next(label for label, text, _ in answers.added if "class Stage" in text)
     assert program.index(stage_label) == program.index("BasicBlock") + 1
     assert not any("return 0" in text for _, text, _ in answers.added)  # not replaced
+
+
+def test_added_cells_keep_constants_computed_from_literals_and_pure_library_calls():
+    from autograder.notebook import definitions_only
+
+    known = {"nn": "torch.nn", "partial": "functools.partial", "math": "math", "torch": "torch"}
+    text = (
+        "DIVISOR = 2 ** 3\nDIMS = tuple(range(2, 4))\nW = math.sqrt(2)\n"
+        "conv3x3 = partial(nn.Conv2d, kernel_size=3)\nWIDTHS = [DIVISOR * i for i in range(3)]\n"
+        "model = Net()\nx = torch.load('w.pt')\nloader = torch.utils.data.DataLoader([])\n"
+        "data = open('f').read()\nf = lambda: 1\n"
+    )
+    dropped: list[str] = []
+    kept = definitions_only(text, known=known, dropped=dropped).splitlines()
+    assert kept[:5] == text.splitlines()[:5]
+    assert not any(kept[5:])
+    assert dropped == ["model", "x", "loader", "data", "f"]
