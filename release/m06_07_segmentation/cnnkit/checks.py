@@ -94,7 +94,7 @@ FORBIDDEN = {
         "torch.nn.NLLLoss",
     ),
     "attacks": ("torchattacks", "foolbox", "advertorch", "cleverhans"),
-    "architectures": ("torchvision.models", "timm"),
+    "architectures": ("torchvision.models", "torchvision.ops", "timm"),
     "linear": (
         "torch.nn.functional.linear",
         "torch.nn.functional.bilinear",
