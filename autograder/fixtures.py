@@ -141,3 +141,25 @@ def student_eval(student, cls: str, args, state, x):
     net.to(student.device)
     net.eval()
     return net(x.float())
+
+
+def compare_module(student, check, inputs, reference, factory, cls: str, args, shape) -> None:
+    """The student's ``cls(*args)`` against ``factory(*args)`` (a trusted module), both
+    holding the same seeded state dict (the student's loaded strictly), in eval mode on
+    a seeded input of ``shape``."""
+    state = inputs.state_dict(on_meta(factory, *args))
+    x = inputs.randn(*shape)
+    expected = reference(lambda: reference_eval(factory, args, state, x))
+    check.close(student_eval(student, cls, args, state, x), expected)
+
+
+def name_difference(got: list[str], expected: list[str]) -> str:
+    """A short description of how two lists of parameter names differ."""
+    missing = [n for n in expected if n not in got]
+    extra = [n for n in got if n not in expected]
+    parts = []
+    if missing:
+        parts.append(f"missing {missing[:3]}" + (" ..." if len(missing) > 3 else ""))
+    if extra:
+        parts.append(f"unexpected {extra[:3]}" + (" ..." if len(extra) > 3 else ""))
+    return "; ".join(parts) or "the same names in a different order"

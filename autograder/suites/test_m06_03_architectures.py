@@ -26,7 +26,14 @@ import math
 import pytest
 import torch
 
-from autograder.fixtures import on_meta, reference_eval, state_layout, student_eval
+from autograder.fixtures import (
+    compare_module,
+    name_difference,
+    on_meta,
+    reference_eval,
+    state_layout,
+    student_eval,
+)
 from solutions import architectures as ref
 
 # --------------------------------------------------------------------------- helpers
@@ -48,17 +55,6 @@ class View:
         tensors = self.student.lib("itertools").chain(net.parameters(), net.buffers())
         shapes = self.py.map(self.op.attrgetter("shape"), tensors)
         return self.py.list(self.py.map(self.py.get("list"), shapes))
-
-
-def name_difference(got: list[str], expected: list[str]) -> str:
-    missing = [n for n in expected if n not in got]
-    extra = [n for n in got if n not in expected]
-    parts = []
-    if missing:
-        parts.append(f"missing {missing[:3]}" + (" ..." if len(missing) > 3 else ""))
-    if extra:
-        parts.append(f"unexpected {extra[:3]}" + (" ..." if len(extra) > 3 else ""))
-    return "; ".join(parts) or "the same names in a different order"
 
 
 def check_layout(check, view: View, net, expected: list[tuple[str, list[int]]], what: str):
@@ -230,10 +226,7 @@ def inception_case(label: str, args: tuple, shape: tuple):
 
 
 def check_inception(student, check, inputs, reference, args, shape):
-    state = inputs.state_dict(on_meta(ref.inception, *args))
-    x = inputs.randn(*shape)
-    expected = reference(lambda: reference_eval(ref.inception, args, state, x))
-    check.close(student_eval(student, "Inception", args, state, x), expected)
+    compare_module(student, check, inputs, reference, ref.inception, "Inception", args, shape)
 
 
 @pytest.mark.parametrize(
@@ -276,10 +269,7 @@ def block_case(label: str, args: tuple, shape: tuple):
     ],
 )
 def test_basic_block(student, check, inputs, reference, args, shape):
-    state = inputs.state_dict(on_meta(ref.basic_block, *args))
-    x = inputs.randn(*shape)
-    expected = reference(lambda: reference_eval(ref.basic_block, args, state, x))
-    check.close(student_eval(student, "BasicBlock", args, state, x), expected)
+    compare_module(student, check, inputs, reference, ref.basic_block, "BasicBlock", args, shape)
 
 
 @pytest.mark.parametrize(
@@ -292,10 +282,7 @@ def test_basic_block(student, check, inputs, reference, args, shape):
     ],
 )
 def test_bottleneck(student, check, inputs, reference, args, shape):
-    state = inputs.state_dict(on_meta(ref.bottleneck, *args))
-    x = inputs.randn(*shape)
-    expected = reference(lambda: reference_eval(ref.bottleneck, args, state, x))
-    check.close(student_eval(student, "Bottleneck", args, state, x), expected)
+    compare_module(student, check, inputs, reference, ref.bottleneck, "Bottleneck", args, shape)
 
 
 # --------------------------------------------------------------------------- ResNet-18
@@ -335,10 +322,7 @@ def test_resnet18_forward(student, check, inputs, reference, shape, classes):
     ],
 )
 def test_dense_layer(student, check, inputs, reference, args, shape):
-    state = inputs.state_dict(on_meta(ref.dense_layer, *args))
-    x = inputs.randn(*shape)
-    expected = reference(lambda: reference_eval(ref.dense_layer, args, state, x))
-    check.close(student_eval(student, "DenseLayer", args, state, x), expected)
+    compare_module(student, check, inputs, reference, ref.dense_layer, "DenseLayer", args, shape)
 
 
 @pytest.mark.parametrize(
@@ -350,10 +334,7 @@ def test_dense_layer(student, check, inputs, reference, args, shape):
     ],
 )
 def test_dense_block(student, check, inputs, reference, args, shape):
-    state = inputs.state_dict(on_meta(ref.dense_block, *args))
-    x = inputs.randn(*shape)
-    expected = reference(lambda: reference_eval(ref.dense_block, args, state, x))
-    check.close(student_eval(student, "DenseBlock", args, state, x), expected)
+    compare_module(student, check, inputs, reference, ref.dense_block, "DenseBlock", args, shape)
 
 
 # --------------------------------------------------------------------------- receptive field

@@ -27,6 +27,7 @@ import pytest
 import torch
 from torchvision import models
 
+from autograder.fixtures import name_difference
 from solutions import transfer as ref
 
 # --------------------------------------------------------------------------- sandbox views
@@ -108,18 +109,6 @@ def reference_names(model: torch.nn.Module) -> list[str]:
 
 def batchnorm(type_name: str) -> bool:
     return type_name.startswith("torch.nn.modules.batchnorm.")
-
-
-def name_difference(got: list[str], expected: list[str]) -> str:
-    """A short description of how two lists of parameter names differ."""
-    missing = [n for n in expected if n not in got]
-    extra = [n for n in got if n not in expected]
-    parts = []
-    if missing:
-        parts.append(f"missing {missing[:3]}" + (" ..." if len(missing) > 3 else ""))
-    if extra:
-        parts.append(f"unexpected {extra[:3]}" + (" ..." if len(extra) > 3 else ""))
-    return "; ".join(parts) or "same names in a different order"
 
 
 # --------------------------------------------------------------------------- loading

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from autograder.fixtures import on_meta, reference_eval, student_eval, trusted_model
+from autograder.fixtures import compare_module, trusted_model
 from solutions import efficient as ref
 
 # --------------------------------------------------------------------------- depthwise separable
@@ -115,13 +115,6 @@ def block_case(label: str, args: tuple, shape: tuple):
     return pytest.param(args, shape, id=f"{label}: {args}, x {shape}")
 
 
-def check_block(student, check, inputs, reference, factory, cls, args, shape):
-    state = inputs.state_dict(on_meta(factory, *args))
-    x = inputs.randn(*shape)
-    expected = reference(lambda: reference_eval(factory, args, state, x))
-    check.close(student_eval(student, cls, args, state, x), expected)
-
-
 @pytest.mark.parametrize(
     "args, shape",
     [
@@ -131,7 +124,7 @@ def check_block(student, check, inputs, reference, factory, cls, args, shape):
     ],
 )
 def test_v1_block(student, check, inputs, reference, args, shape):
-    check_block(
+    compare_module(
         student, check, inputs, reference, ref.MobileNetV1Block, "MobileNetV1Block", args, shape
     )
 
@@ -146,7 +139,7 @@ def test_v1_block(student, check, inputs, reference, args, shape):
     ],
 )
 def test_ir_expand(student, check, inputs, reference, args, shape):
-    check_block(
+    compare_module(
         student, check, inputs, reference, ref.inverted_residual, "InvertedResidual", args, shape
     )
 
@@ -160,7 +153,7 @@ def test_ir_expand(student, check, inputs, reference, args, shape):
     ],
 )
 def test_ir_residual(student, check, inputs, reference, args, shape):
-    check_block(
+    compare_module(
         student, check, inputs, reference, ref.inverted_residual, "InvertedResidual", args, shape
     )
 
@@ -173,7 +166,7 @@ def test_ir_residual(student, check, inputs, reference, args, shape):
     ],
 )
 def test_se_values(student, check, inputs, reference, args, shape):
-    check_block(
+    compare_module(
         student, check, inputs, reference, ref.squeeze_excitation, "SqueezeExcitation", args, shape
     )
 
@@ -187,7 +180,7 @@ def test_se_values(student, check, inputs, reference, args, shape):
     ],
 )
 def test_se_edge(student, check, inputs, reference, args, shape):
-    check_block(
+    compare_module(
         student, check, inputs, reference, ref.squeeze_excitation, "SqueezeExcitation", args, shape
     )
 
@@ -200,7 +193,7 @@ def test_se_edge(student, check, inputs, reference, args, shape):
     ],
 )
 def test_cbam_values(student, check, inputs, reference, args, shape):
-    check_block(student, check, inputs, reference, ref.CBAM, "CBAM", args, shape)
+    compare_module(student, check, inputs, reference, ref.CBAM, "CBAM", args, shape)
 
 
 @pytest.mark.parametrize(
@@ -212,7 +205,7 @@ def test_cbam_values(student, check, inputs, reference, args, shape):
     ],
 )
 def test_cbam_kernel_reduction(student, check, inputs, reference, args, shape):
-    check_block(student, check, inputs, reference, ref.CBAM, "CBAM", args, shape)
+    compare_module(student, check, inputs, reference, ref.CBAM, "CBAM", args, shape)
 
 
 # --------------------------------------------------------------------------- scaling
