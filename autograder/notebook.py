@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.rubric import Rubric
+from autograder.staticcheck import _import_aliases
 
 MAX_NOTEBOOK_BYTES = 512 * 1024 * 1024
 STUB_MARKER = "raise NotImplementedError()"
@@ -159,17 +160,10 @@ PURE_MODULES = ("math", "functools", "torch", "numpy")
 
 def _import_roots(tree: ast.Module) -> dict[str, str]:
     """Top-level names a cell's imports bind, with the module path each stands for."""
-    roots = {}
+    roots: dict[str, str] = {}
     for node in tree.body:
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.asname:
-                    roots[alias.asname] = alias.name
-                else:
-                    roots[alias.name.split(".")[0]] = alias.name.split(".")[0]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            for alias in node.names:
-                roots[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            roots.update(_import_aliases(node))
     return roots
 
 
@@ -223,6 +217,7 @@ def definitions_only(
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return ""
+    imported = {**_import_roots(tree), **(known or {})}
     lines = source.splitlines()
     keep = [False] * len(lines)
     for node in tree.body:
@@ -237,9 +232,7 @@ def definitions_only(
                 ast.literal_eval(node.value)
                 kept = names
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                kept = names and _pure_value(
-                    node.value, {**_import_roots(tree), **(known or {})}, constants
-                )
+                kept = names and _pure_value(node.value, imported, constants)
             if kept:
                 constants.update(t.id for t in targets)
             elif dropped is not None:
