@@ -8,17 +8,26 @@ STAMP := $(VENV)/.installed
 
 setup: sysdeps $(STAMP)
 
-# bubblewrap is the sandbox. Without it grading still works, in a weaker mode
-# that every report states, so a failed install is reported, not fatal.
+# Debian packages: bubblewrap is the sandbox; the FFmpeg libraries are what torchcodec
+# decodes audio with (torchaudio.load, 6-09's Speech Commands). Without bubblewrap grading
+# still works in a weaker mode that every report states; without FFmpeg only audio loading
+# fails. So a failed install is reported, not fatal.
+APT_PACKAGES := bubblewrap libavcodec59 libavformat59 libavutil57 libswresample4 libavfilter8 libavdevice59 libswscale6
+
 sysdeps:
-	@command -v bwrap >/dev/null 2>&1 || { \
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing bubblewrap (sandbox)"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null \
-	      || echo "WARNING: could not install bubblewrap; grading will run in the weaker rlimits-only mode"; \
+	    echo "installing Debian packages:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >/dev/null \
+	      || echo "WARNING: could not install$$missing; without bubblewrap grading runs in the weaker rlimits-only mode, without FFmpeg torchaudio cannot decode audio"; \
 	  else \
-	    echo "WARNING: bubblewrap (bwrap) not found; install it (apt-get install bubblewrap) for the full sandbox"; \
-	  fi; }
+	    echo "WARNING: missing Debian packages:$$missing (apt-get install$$missing); bubblewrap is the sandbox, FFmpeg decodes audio"; \
+	  fi; \
+	fi
 
 $(STAMP): requirements.lock
 	$(PYTHON) -m venv $(VENV)
