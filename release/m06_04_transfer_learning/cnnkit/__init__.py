@@ -19,5 +19,6 @@ from .env import *  # noqa: F403
 from .models import *  # noqa: F403
 from .plots import *  # noqa: F403
 from .segtrain import *  # noqa: F403
+from .sequences import *  # noqa: F403
 from .style import *  # noqa: F403
 from .voc import *  # noqa: F403
