@@ -94,6 +94,7 @@ FORBIDDEN = {
         "torch.nn.NLLLoss",
     ),
     "attacks": ("torchattacks", "foolbox", "advertorch", "cleverhans"),
+    "augmentations": ("torchvision.transforms", "timm", "albumentations", "kornia"),
     "architectures": ("torchvision.models", "torchvision.ops", "timm"),
     "linear": (
         "torch.nn.functional.linear",
