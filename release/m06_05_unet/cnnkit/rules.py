@@ -452,16 +452,14 @@ class _Scanner:
             return
         if isinstance(node, ast.Call):
             func = node.func
-            if _is_name(func, "getattr") or _is_name(func, "setattr") or _is_name(func, "delattr"):
+            if isinstance(func, ast.Name) and func.id in ("getattr", "setattr", "delattr"):
+                name = _literal(node.args[1]) if len(node.args) >= 2 else None
                 if len(node.args) >= 2 and resolver.module_like(node.args[0], local):
-                    if func.id != "getattr" or _literal(node.args[1]) is None:
+                    if func.id != "getattr" or name is None:
                         what = "getattr with a computed name" if func.id == "getattr" else func.id
                         self.add(line, f"{what} on a module", True)
-            if (
-                _is_name(func, "getattr") or _is_name(func, "setattr") or _is_name(func, "delattr")
-            ) and len(node.args) >= 2:
-                if _literal(node.args[1]) in ESCAPE_ATTRIBUTES:
-                    self.add(line, f"the attribute {_literal(node.args[1])}", True)
+                if name in ESCAPE_ATTRIBUTES:
+                    self.add(line, f"the attribute {name}", True)
             for argument in [*node.args, *(k.value for k in node.keywords)]:
                 if isinstance(argument, ast.Name) and argument.id in PASSED_ESCAPES:
                     self.add(line, f"{argument.id} passed as a value", True)
