@@ -286,3 +286,88 @@ def test_torchs_dispatch_switches_are_escapes_from_any_object():
     )
     found = findings(*cells)
     assert any(f.escape and "_C" in f.name for f in found), found
+
+
+CE = ("torch.nn.functional.cross_entropy",)
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        ("f, _ = F, None\n", "def ce(x, t):\n    return f.cross_entropy(x, t)\n"),
+        ("(f,) = (F,)\n", "def ce(x, t):\n    return f.cross_entropy(x, t)\n"),
+        ("for f in [F]:\n    pass\n", "def ce(x, t):\n    return f.cross_entropy(x, t)\n"),
+        ("def ce(x, t):\n    (f := F)\n    return f.cross_entropy(x, t)\n",),
+        ("f: object = F\n", "def ce(x, t):\n    return f.cross_entropy(x, t)\n"),
+        ("class A:\n    f = F\n", "def ce(x, t):\n    return A.f.cross_entropy(x, t)\n"),
+        ("def ce(x, t):\n    return {'f': F}['f'].cross_entropy(x, t)\n",),
+        # a name bound to two modules: the resolver cannot know which one runs
+        ("f = torch\nif True:\n    f = F\n", "def ce(x, t):\n    return f.cross_entropy(x, t)\n"),
+        (
+            "def ce(x, t):\n    f = torch\n    if x is not None:\n        f = F\n    return f.cross_entropy(x, t)\n",
+        ),
+        # a global bound inside a function, and a rebound builtin that returns its argument
+        (
+            "def setf():\n    global f\n    f = F\nsetf()\n",
+            "def ce(x, t):\n    return f.cross_entropy(x, t)\n",
+        ),
+        ("print = lambda m: m\n", "def ce(x, t):\n    return print(F).cross_entropy(x, t)\n"),
+        # a module patched through a list item, at top level (it voids every part)
+        ("[torch][0].log_softmax = None\n", "def ce(x, t):\n    return x\n"),
+    ],
+)
+def test_a_module_used_as_a_value_the_resolver_does_not_follow_is_an_escape(cells):
+    found = findings(*cells, function="ce", forbidden=CE)
+    assert any(f.escape and "used as a value" in f.name for f in found), found
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        (
+            "class A:\n    import torch.nn.functional as f\n",
+            "def ce(x, t):\n    return A.f.cross_entropy(x, t)\n",
+        ),
+        ("def ce(x, t):\n    return getattr((lambda: F)(), 'cross_entropy')(x, t)\n",),
+    ],
+)
+def test_class_body_imports_and_getattr_on_results_are_caught(cells):
+    found = findings(*cells, function="ce", forbidden=CE)
+    assert found, found
+
+
+def test_getattr_on_a_call_result_finds_the_forbidden_name():
+    cells = (
+        "def _lib():\n    import torch.nn.functional as m\n    return m\n",
+        "def ce(x, t):\n    return getattr(_lib(), 'cross_entropy')(x, t)\n",
+    )
+    found = findings(*cells, function="ce", forbidden=CE)
+    assert any(not f.escape and f.name.endswith("cross_entropy") for f in found), found
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        (
+            "print(F)\ndir(torch)\nhelp(nn)\n",
+            "def ce(x, t):\n    return -(t * x.log_softmax(1)).sum(1).mean()\n",
+        ),
+        (
+            "f = F\nlib = torch.nn.functional\n",
+            "def ce(x, t):\n    return -(t * f.log_softmax(x, 1)).sum(1).mean() + lib.relu(x).sum() * 0\n",
+        ),
+        (
+            "def ce(x, t, lib=F):\n    assert isinstance(x, torch.Tensor) and hasattr(lib, 'relu')\n    return -(t * lib.log_softmax(x.to(torch.float32), 1)).sum(1).mean()\n",
+        ),
+        (
+            "class Net(nn.Module):\n    act = F.relu\n    def forward(self, x):\n        return self.act(x)\n",
+            "def ce(x, t):\n    return -(t * F.log_softmax(x, 1)).sum(1).mean()\n",
+        ),
+        (
+            "F = torch.nn.functional\n",
+            "def ce(x, t):\n    return -(t * F.log_softmax(x, 1)).sum(1).mean()\n",
+        ),
+    ],
+)
+def test_ordinary_uses_of_modules_are_not_escapes(cells):
+    assert findings(*cells, function="ce", forbidden=CE) == []

@@ -19,7 +19,10 @@ Nothing here runs student code. For each from-scratch part the analysis
    this analysis cannot see, such as threads and processes, ``exec`` and
    ``eval``, ``importlib``, computed attribute names on modules, ``gc``'s object finders,
    ``inspect``, ``ctypes``, the dispatch machinery and the sandbox's own
-   modules.
+   modules. A module used as a value anywhere the resolver does not follow it
+   (``f, _ = F, None``, ``[F][0]``, ``lambda: F``, a class attribute, a name
+   bound to two different modules) is an escape too: the analysis would lose
+   track of what the name means.
 
 A computed ``getattr(self, f"conv{i}")`` is not an escape: ``self`` is not a
 module. An escape in one part's helper costs that part only.
@@ -135,6 +138,8 @@ ESCAPE_ATTRIBUTES = (
 # not when handed to other code (``functools.reduce(getattr, ["models", "AlexNet"], tv)``).
 PASSED_ESCAPES = ("getattr", "setattr", "delattr", "vars", "globals", "__import__", "eval", "exec")
 UNKNOWN = "?"
+# Builtins that only look at a module they are given (``print(torch)``, ``dir(F)``).
+INSPECTING_BUILTINS = ("print", "dir", "help", "repr", "str", "type", "id", "hasattr", "isinstance")
 
 
 @dataclass(frozen=True)
@@ -201,6 +206,12 @@ def _forbidden_objects(patterns: tuple[str, ...]) -> dict[int, tuple[str, object
         if len(path) == len(pattern.split(".")):
             found[id(path[-1])] = (pattern, path[-1])
     return found
+
+
+def _is_module(dotted: str) -> bool:
+    """Does a dotted name stand for a module here (``F``, ``torch.nn``), not an API in one?"""
+    path = _resolve_path(dotted)
+    return len(path) == len(dotted.split(".")) and inspect.ismodule(path[-1])
 
 
 def matches(name: str, pattern: str) -> bool:
@@ -271,8 +282,12 @@ def _walk_scope(node: ast.AST):
 class _Resolver:
     """Resolves expressions to dotted names under global aliases and one function's locals."""
 
-    def __init__(self, aliases: dict[str, str]) -> None:
+    def __init__(self, aliases: dict[str, str], modules: frozenset[str] = frozenset()) -> None:
         self.aliases = aliases
+        self.modules = modules  # names an ``import`` statement binds: modules by definition
+
+    def is_module(self, dotted: str) -> bool:
+        return dotted in self.modules or _is_module(dotted)
 
     def dotted(self, node: ast.AST, local: dict[str, str | None]) -> str | None:
         parts = []
@@ -354,8 +369,11 @@ def _global_aliases(cells: list[_Cell]) -> dict[str, str]:
         for node in _walk_scope(cell.tree):
             if isinstance(node, ast.Import | ast.ImportFrom):
                 aliases.update(_import_aliases(node))
+    imported = dict(aliases)
     resolver = _Resolver(aliases)
+    conflicted: set[str] = set()
     for _ in range(3):  # chains of assigned aliases
+        meanings: dict[str, set[str]] = {}
         for cell in cells:
             for node in _walk_scope(cell.tree):
                 if isinstance(node, ast.Assign) and len(node.targets) == 1:
@@ -363,7 +381,15 @@ def _global_aliases(cells: list[_Cell]) -> dict[str, str]:
                     if isinstance(target, ast.Name) and resolver.module_like(node.value, {}):
                         dotted = resolver.dotted(node.value, {})
                         if dotted and dotted != target.id:
-                            aliases[target.id] = dotted
+                            meanings.setdefault(target.id, set()).add(dotted)
+                            if target.id in imported and imported[target.id] != dotted:
+                                meanings[target.id].add(imported[target.id])
+        for name, found in meanings.items():
+            if len(found) == 1 and name not in conflicted:
+                aliases[name] = next(iter(found))
+            else:  # two meanings: neither is followed, and each binding is an escape
+                conflicted.add(name)
+                aliases.pop(name, None)
     return aliases
 
 
@@ -400,6 +426,7 @@ def _function_locals(
             and node.id not in declared_global
         ):
             local.setdefault(node.id, None)
+    conflicted: set[str] = set()
     for _ in range(2):
         for node in _walk_scope(function):
             if (
@@ -409,17 +436,30 @@ def _function_locals(
             ):
                 name = node.targets[0].id
                 if name not in declared_global and resolver.module_like(node.value, local):
-                    local[name] = resolver.dotted(node.value, local)
+                    dotted = resolver.dotted(node.value, local)
+                    if name in conflicted or local.get(name) not in (None, dotted):
+                        conflicted.add(name)  # two meanings: an escape at each binding
+                        dotted = None
+                    local[name] = dotted
     return local
 
 
 class _Scanner:
     """Forbidden names and escapes in one statement, scope by scope."""
 
-    def __init__(self, cell: str, resolver: _Resolver, forbidden: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        cell: str,
+        resolver: _Resolver,
+        forbidden: tuple[str, ...],
+        parents: dict[int, ast.AST] | None = None,
+        rebound: frozenset[str] = frozenset(),
+    ) -> None:
         self.cell = cell
         self.resolver = resolver
         self.forbidden = forbidden
+        self.parents = parents or {}  # id(node) -> its parent, for every parsed cell
+        self.rebound = rebound  # names the submission binds (a rebound ``print`` is not print)
         self.found: dict[tuple[int, str], Finding] = {}
 
     def add(self, line: int, name: str, escape: bool) -> None:
@@ -436,9 +476,35 @@ class _Scanner:
             for statement in body:
                 self.scan(statement, inner)
             return
+        if isinstance(node, ast.ClassDef):
+            for inner in _walk_scope(node):
+                if isinstance(inner, ast.Import | ast.ImportFrom):  # a class attribute alias
+                    self.add(getattr(inner, "lineno", 0), "an import in a class body", True)
         self.visit(node, local)
         for child in ast.iter_child_nodes(node):
             self.scan(child, local)
+
+    def followed(self, node: ast.AST, dotted: str, local: dict[str, str | None]) -> bool:
+        """Is this use of a module one the resolver follows (``F.x``, ``f = F``), or one
+        that only looks at it (``print(F)``)?"""
+        parent = self.parents.get(id(node))
+        if isinstance(parent, ast.Attribute | ast.Expr | ast.arguments):
+            return True  # F.x, a bare expression, a default (see _function_locals)
+        if isinstance(parent, ast.Call) and node is not parent.func:
+            func = parent.func
+            if isinstance(func, ast.Name) and func.id not in local and func.id not in self.rebound:
+                if func.id in INSPECTING_BUILTINS:
+                    return True
+                if func.id in ("getattr", "setattr", "delattr", "vars") and parent.args:
+                    return node is parent.args[0]  # the rules for these apply
+        if (
+            isinstance(parent, ast.Assign)
+            and len(parent.targets) == 1
+            and isinstance(parent.targets[0], ast.Name)
+            and not isinstance(self.parents.get(id(parent)), ast.ClassDef)
+        ):
+            return self.resolver.name(parent.targets[0].id, local) == dotted
+        return False
 
     def visit(self, node: ast.AST, local: dict[str, str | None]) -> None:
         line = getattr(node, "lineno", 0)
@@ -454,6 +520,13 @@ class _Scanner:
             func = node.func
             if isinstance(func, ast.Name) and func.id in ("getattr", "setattr", "delattr"):
                 name = _literal(node.args[1]) if len(node.args) >= 2 else None
+                if (
+                    func.id == "getattr"
+                    and name is not None
+                    and resolver.dotted(node, local) is None
+                    and not _rooted_at_name(node.args[0])
+                ):
+                    self.check_leaf(line, name)  # getattr(_lib(), "conv2d")
                 if len(node.args) >= 2 and resolver.module_like(node.args[0], local):
                     if func.id != "getattr" or name is None:
                         what = "getattr with a computed name" if func.id == "getattr" else func.id
@@ -490,6 +563,13 @@ class _Scanner:
             dotted = resolver.dotted(node, local)
             if dotted is not None:
                 self.check_name(line, dotted)
+                if (
+                    isinstance(node, ast.Name | ast.Attribute)
+                    and resolver.is_module(dotted)
+                    and not self.followed(node, dotted, local)
+                ):
+                    shown = dotted.replace("torch.nn.functional", "F")
+                    self.add(line, f"the module {shown} used as a value", True)
             elif isinstance(node, ast.Attribute) and not _rooted_at_name(node):
                 self.check_leaf(line, node.attr)
 
@@ -612,12 +692,30 @@ def analyze(
     result.
     """
     parsed = _parse(cells)
-    resolver = _Resolver(_global_aliases(parsed))
+    imported = frozenset(
+        alias.name
+        for cell in parsed
+        for node in ast.walk(cell.tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    )
+    resolver = _Resolver(_global_aliases(parsed), imported)
     bindings: dict[str, list[tuple[_Cell, ast.stmt]]] = {}
+    parents: dict[int, ast.AST] = {}
+    rebound: set[str] = set()
     for cell in parsed:
+        for node in ast.walk(cell.tree):
+            for child in ast.iter_child_nodes(node):
+                parents[id(child)] = node
         for statement in cell.tree.body:
             for name in _bound_names(statement):
                 bindings.setdefault(name, []).append((cell, statement))
+                if not cell.trusted:
+                    rebound.add(name)
+    frozen = frozenset(rebound)
+
+    def scanner_for(cell: _Cell, forbidden: tuple[str, ...]) -> _Scanner:
+        return _Scanner(cell.id, resolver, forbidden, parents, frozen)
 
     def reach(roots: set[str]) -> list[tuple[_Cell, ast.stmt]]:
         seen: set[int] = set()
@@ -642,7 +740,7 @@ def analyze(
     for cell in parsed:
         if cell.trusted:
             continue
-        scanner = _Scanner(cell.id, resolver, ())
+        scanner = scanner_for(cell, ())
         for node in _runs_at_definition(cell.tree):
             scanner.scan(node, {})
             roots |= _used_names(node)
@@ -652,7 +750,7 @@ def analyze(
     for cell, statement in reach(roots):
         if cell.trusted:
             continue
-        scanner = _Scanner(cell.id, resolver, ())
+        scanner = scanner_for(cell, ())
         scanner.scan(statement, {})
         for finding in scanner.found.values():
             if finding.escape:
@@ -664,7 +762,7 @@ def analyze(
         for cell, statement in reachable:
             if cell.trusted:
                 continue
-            scanner = _Scanner(cell.id, resolver, forbidden)
+            scanner = scanner_for(cell, forbidden)
             scanner.scan(statement, {})
             for finding in scanner.found.values():
                 findings.setdefault((finding.cell, finding.line, finding.name), finding)
