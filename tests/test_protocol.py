@@ -43,3 +43,26 @@ def test_garbage_and_oversized_frames_are_refused():
     os.write(write_end, (2**40).to_bytes(8, "big"))
     with pytest.raises(FrameError, match="exceeds"):
         read_frame(read_end)
+
+
+def test_the_trace_names_torch_functions_whose_aten_form_hides_them():
+    """F.cross_entropy with probability targets decomposes into log_softmax and sums (no
+    nll_loss in ATen); the trace still names it."""
+    from autograder.child.objects import ObjectServer
+
+    namespace: dict = {}
+    exec(
+        "import torch\nimport torch.nn.functional as F\n"
+        "def soft_ce(x, t):\n    return F.cross_entropy(x, t)\n",
+        namespace,
+    )
+    server = ObjectServer(namespace, "cpu")
+    logits, target = torch.randn(4, 3), torch.softmax(torch.randn(4, 3), 1)
+    traced = server.handle(
+        {"op": "call", "target": {"global": "soft_ce"}, "args": [logits, target], "trace": True}
+    )
+    assert traced["ok"] and "cross_entropy" in traced["ops"], traced["ops"]
+    assert not any(op.startswith("nll_loss") for op in traced["ops"])
+    plain = server.handle({"op": "call", "target": {"global": "soft_ce"}, "args": [logits, target]})
+    assert plain["ops"] is None
+

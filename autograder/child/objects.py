@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 NDARRAY_TAG = "__ndarray__"
@@ -51,8 +52,25 @@ class RecordOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+class RecordFunctions(TorchFunctionMode):
+    """Records the names of the torch functions called while it is active, into the same
+    set: ``F.cross_entropy`` is seen by name even where its ATen decomposition (soft
+    targets) runs no ``nll_loss``. A second signal only, like ``RecordOps``."""
+
+    def __init__(self, ops: set[str]) -> None:
+        super().__init__()
+        self.ops = ops
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", None)
+        if isinstance(name, str) and not name.startswith("__"):
+            self.ops.add(name)
+        return func(*args, **(kwargs or {}))
+
+
 def describe_error(exc: BaseException) -> dict:
-    """The exception's type, first message line and the student's line that raised it."""
+    """The exception's type, first message line (with the lines it introduces, when it
+    ends in a colon) and the student's line that raised it."""
     where = ""
     try:
         for frame in reversed(traceback.extract_tb(exc.__traceback__)):
@@ -174,7 +192,7 @@ class ObjectServer:
         try:
             action = self.prepare(op, request)  # decoding arguments is not traced
             if recorder is not None:
-                with recorder:
+                with recorder, RecordFunctions(recorder.ops):
                     value = action()
             else:
                 value = action()
