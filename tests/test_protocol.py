@@ -66,3 +66,15 @@ def test_the_trace_names_torch_functions_whose_aten_form_hides_them():
     plain = server.handle({"op": "call", "target": {"global": "soft_ce"}, "args": [logits, target]})
     assert plain["ops"] is None
 
+
+def test_a_state_dict_error_keeps_the_keys_it_names():
+    from autograder.child.objects import describe_error
+
+    net = torch.nn.Linear(2, 2)
+    try:
+        net.load_state_dict({"weight": torch.zeros(2, 2), "extra": torch.zeros(1)})
+    except RuntimeError as exc:
+        message = describe_error(exc)["message"]
+    assert "Missing key(s)" in message and '"bias"' in message
+    assert "Unexpected key(s)" in message and '"extra"' in message
+    assert describe_error(ValueError("first\nsecond"))["message"] == "first"

@@ -80,7 +80,10 @@ def describe_error(exc: BaseException) -> dict:
     except Exception:
         pass
     try:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        message = lines[0] if lines else ""
+        if message.endswith(":"):  # "Error(s) in loading state_dict for Net:" and its keys
+            message = " ".join(lines[:6])
     except Exception:
         message = ""
     kind = type(exc).__name__ if isinstance(type(exc).__name__, str) else "Exception"
