@@ -69,6 +69,7 @@ from autograder.sandbox import (
     wall_seconds,
 )
 
+LIMITED = "not run after an earlier case of this check reached a limit"
 JUDGE_MEMORY_MB = 4096  # the trusted judge's own headroom while grading a class
 STATE: Grading | None = None
 
@@ -151,6 +152,7 @@ class Grading:
         self.info: SandboxInfo | None = None
         self.worker: Worker | None = None
         self.references: dict[tuple[str, int], object] = {}
+        self.limited: set[str] = set()  # checks with a case that reached a limit
 
     # ---------------------------------------------------------------- collection
 
@@ -222,6 +224,8 @@ class Grading:
         spec = self.specs[item.nodeid]
         if self.fatal:
             raise CheckFailure(self.fatal)
+        if spec.check.id in self.limited:  # one rule in every mode: a limit is paid once
+            raise CheckFailure(LIMITED)
         findings = self.prepared.findings.get(spec.part.id)
         if findings:
             raise CheckFailure(
@@ -265,6 +269,8 @@ class Grading:
         else:
             return
         self.outcomes[item.nodeid] = CaseOutcome(spec.check.id, spec.label, False, message, limit)
+        if limit:
+            self.limited.add(spec.check.id)
         if self.mode != "solution":
             report.longrepr = f"{spec.label}: {message}" if spec.label else message
 
@@ -329,19 +335,11 @@ class Grading:
             return fatal(student, sha, str(exc), self.info.description)
         self.session = SandboxSession(self.worker, self.prepared.program, self.grader.files)
         self.outcomes = {}
-        limited: set[str] = set()
+        self.limited = set()
         items = session.items
         for index, item in enumerate(items):
-            spec = self.specs[item.nodeid]
-            if spec.check.id in limited:
-                message = "not run after an earlier case of this check reached a limit"
-                self.outcomes[item.nodeid] = CaseOutcome(spec.check.id, spec.label, False, message)
-                continue
             nextitem = items[index + 1] if index + 1 < len(items) else None
             runtestprotocol(item, nextitem=nextitem, log=False)
-            outcome = self.outcomes.get(item.nodeid)
-            if outcome is not None and outcome.limit:
-                limited.add(spec.check.id)
         session._setupstate.teardown_exact(None)
         self.session.close()
         result = self.result(student, sha, items)

@@ -96,3 +96,42 @@ def test_a_content_loss_that_detaches_its_target_keeps_full_marks(grade, course)
     assert result.score == result.max_score, [
         (t.check, t.output) for t in result.tests if not t.passed
     ]
+
+
+@pytest.mark.slow
+def test_a_limit_is_paid_once_per_check_in_batch_and_single_grading(grade, course, tmp_path):
+    """An endless loop costs its check one time limit; the check's later cases are not
+    run, the same way in ``grade`` and in ``pytest --submission``."""
+    import subprocess
+    import sys
+
+    from autograder.mutants import edit_cell
+
+    looping = edit_cell(
+        course.source_notebook(ASSIGNMENT),
+        "conv_output_size",
+        lambda text: (
+            text + "\n\ndef conv_output_size(*args, **kwargs):\n    while True:\n        pass\n"
+        ),
+    )
+    batch = grade(ASSIGNMENT, {"looping": looping})["looping"]
+    path = tmp_path / "looping.ipynb"
+    path.write_bytes(looping)
+    suite = course.root / "autograder" / "suites" / f"test_{ASSIGNMENT}.py"
+    single = subprocess.run(
+        [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider"]
+        + ["--submission", str(path)],
+        cwd=course.root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    formula = next(t for t in batch.tests if t.check == "output_size_formula")
+    assert not formula.passed and "limit" in formula.output
+    assert formula.output.count("not run after an earlier case of this check reached a limit") >= 2
+    assert formula.output.count("limit") - formula.output.count("reached a limit") == 1
+    line = next(x for x in single.stdout.splitlines() if "output_size_formula:" in x)
+    assert line.startswith("FAIL") and line.count("not run after an earlier case") >= 2
+    assert f"score: {batch.score:g}/{batch.max_score:g}" in single.stdout
+    assert batch.score == batch.max_score - formula.max_score
+
