@@ -18,7 +18,7 @@ from autograder.notebook import (
     build_program,
     extract_answers,
     read_source,
-    top_level_names,
+    top_level_definitions,
 )
 from autograder.results import SubmissionResult, TestResult
 from autograder.rubric import Rubric, load_rubric
@@ -75,11 +75,13 @@ class AssignmentGrader:
     def findings(self, program: list[dict]) -> dict[str, list[Finding]]:
         cells = [(c["id"], c["source"], c["id"] in self.rubric.setup_cells) for c in program]
         sources = {c["id"]: c["source"] for c in program}
-        # Everything the answer cell defines is the part's (a cell may hold two classes).
+        # Every function and class the answer cell defines is the part's (a cell may hold
+        # two classes); its other top-level code (a comparison with F.conv2d) is not, and
+        # counts only where the part's code reaches it.
         parts = [
             (
                 part.id,
-                {part.function} | top_level_names(sources.get(part.answer_cell, "")),
+                {part.function} | top_level_definitions(sources.get(part.answer_cell, "")),
                 part.forbidden.names,
             )
             for part in self.rubric.parts

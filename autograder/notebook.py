@@ -149,6 +149,16 @@ def top_level_names(source: str) -> set[str]:
     return set().union(*(_defined_names(node) for node in tree.body))
 
 
+def top_level_definitions(source: str) -> set[str]:
+    """Functions and classes the top level of ``source`` defines (not its other names)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    kinds = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+    return {node.name for node in tree.body if isinstance(node, kinds)}
+
+
 PURE_BUILTINS = frozenset(
     "abs all any bool dict divmod enumerate float frozenset int len list max min pow range "
     "reversed round set sorted str sum tuple zip True False None".split()

@@ -135,3 +135,30 @@ def test_a_limit_is_paid_once_per_check_in_batch_and_single_grading(grade, cours
     assert f"score: {batch.score:g}/{batch.max_score:g}" in single.stdout
     assert batch.score == batch.max_score - formula.max_score
 
+
+def test_a_comparison_with_the_forbidden_api_beside_the_answer_costs_nothing(course):
+    """The notebooks promise: the forbidden APIs are off limits inside the functions you
+    write, fine elsewhere. Top-level code in an answer cell counts only where the graded
+    function reaches it."""
+    from autograder.mutants import edit_cell
+
+    grader = AssignmentGrader(course, ASSIGNMENT)
+    compare = (
+        "\n_x, _w = torch.randn(1, 2, 6, 6), torch.randn(3, 2, 3, 3)\n"
+        "expected = F.conv2d(_x, _w)\n"
+        "print((conv2d(_x, _w) - expected).abs().max())\n"
+    )
+    beside = edit_cell(course.source_notebook(ASSIGNMENT), "conv2d", lambda t: t + compare)
+    assert grader.prepare(beside).findings == {}
+    reached = compare + "\ndef uses_it(x):\n    return expected\n"
+    used = edit_cell(
+        course.source_notebook(ASSIGNMENT),
+        "conv2d",
+        lambda t: (
+            t.replace("def conv2d(", "def _unused(", 1)
+            + reached
+            + "\ndef conv2d(x, weight, *args, **kwargs):\n    return uses_it(x)\n"
+        ),
+    )
+    findings = grader.prepare(used).findings
+    assert any(not f.escape and f.name.endswith("conv2d") for f in findings.get("conv2d", []))
