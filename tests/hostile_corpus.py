@@ -581,6 +581,11 @@ CORPUS: list[Hostile] = [
             patched(conv_output_size=append("_op = F.conv2d"), conv2d=replace_body(f"return _op({CONV_ARGS})")), loses=CONV, message="F.conv2d"),
     Hostile("aliases F.conv2d in a cell it added", "forbidden",
             added_cell("_op = F.conv2d", {"conv2d": replace_body(f"return _op({CONV_ARGS})")}), loses=CONV),
+    Hostile("unpacks F into another name at the top of another answer cell", "forbidden",
+            patched(conv_output_size=append("_f, _unused = F, None"), conv2d=replace_body(f"return _f.conv2d({CONV_ARGS})")),
+            loses=FROM_SCRATCH, message="used as a value"),  # top-level code runs whenever the cells run
+    Hostile("takes F from a lambda inside conv2d", "forbidden",
+            body("conv2d", f"return getattr((lambda: F)(), 'conv2d')({CONV_ARGS})"), loses=CONV, message="from-scratch rule"),
     Hostile("reaches F.conv2d through vars(F)", "forbidden", body("conv2d", f"return vars(F)['conv2d']({CONV_ARGS})"), loses=CONV, message="from-scratch rule"),
     Hostile("reaches F.conv2d through F.__dict__", "forbidden", body("conv2d", f"return F.__dict__['conv2d']({CONV_ARGS})"), loses=CONV, message="from-scratch rule"),
     Hostile("takes F.conv2d as a default argument", "forbidden",
