@@ -96,6 +96,8 @@ FORBIDDEN = {
     "attacks": ("torchattacks", "foolbox", "advertorch", "cleverhans"),
     "augmentations": ("torchvision.transforms", "timm", "albumentations", "kornia"),
     "architectures": ("torchvision.models", "torchvision.ops", "timm"),
+    # box operations and COCO evaluation: torchvision.ops, pycocotools, torchmetrics
+    "detection": ("torchvision.models", "torchvision.ops", "timm", "pycocotools", "torchmetrics"),
     "linear": (
         "torch.nn.functional.linear",
         "torch.nn.functional.bilinear",
