@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .env import data_root, download_allowed
+from .env import data_root, download_allowed, install_fixture
 
 # --------------------------------------------------------------------------- VOC segmentation (m06_05, m06_07)
 
@@ -115,7 +115,6 @@ def write_voc_fixture(
     shapes (aeroplane = triangle, car = rectangle, dog = disk, person = ellipse)
     on a striped background, at sizes that are not multiples of 16.
     """
-    import shutil
     import tempfile
 
     from PIL import Image
@@ -143,14 +142,7 @@ def write_voc_fixture(
         (staging / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(
             "\n".join(names) + "\n"
         )
-    (staging / "FIXTURE").write_text(VOC_FIXTURE_VERSION + "\n")
-    if final.exists():  # an older fixture: replace it
-        shutil.rmtree(final, ignore_errors=True)
-    try:
-        staging.rename(final)
-    except OSError:  # another process wrote the same fixture first
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
+    return install_fixture(staging, final, VOC_FIXTURE_VERSION)
 
 
 class VOCPairTransform:

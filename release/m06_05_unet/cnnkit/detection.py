@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .env import data_root, download_allowed
+from .env import data_root, download_allowed, install_fixture
 
 DETECTION_FIXTURE_VERSION = "faces-fixture-1"
 FACE_CLASS = "face"  # the fixture's one class
@@ -91,7 +91,6 @@ def write_detection_fixture(
     ``ImageSets/Main/{train,val,trainval}.txt``: what ``torchvision.datasets.VOCDetection``
     reads.
     """
-    import shutil
     import tempfile
 
     from PIL import Image
@@ -111,14 +110,7 @@ def write_detection_fixture(
     splits = {"train": ids[:train_size], "val": ids[train_size:], "trainval": ids}
     for split, names in splits.items():
         (staging / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(names) + "\n")
-    (staging / "FIXTURE").write_text(DETECTION_FIXTURE_VERSION + "\n")
-    if final.exists():  # an older fixture: replace it
-        shutil.rmtree(final, ignore_errors=True)
-    try:
-        staging.rename(final)
-    except OSError:  # another process wrote the same fixture first
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
+    return install_fixture(staging, final, DETECTION_FIXTURE_VERSION)
 
 
 class DetectionTransform:

@@ -56,3 +56,19 @@ def seed_everything(seed: int = 0) -> None:
 def weights_cache_path(weights) -> Path:
     """Where ``torch.hub`` keeps a torchvision weights entry's file (it may not exist)."""
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+
+
+def install_fixture(staging: Path, final: Path, version: str) -> Path:
+    """Move a fixture written in ``staging`` to ``final`` in one rename, with its version
+    in ``FIXTURE``: an older fixture is replaced, and a process that loses the race to
+    another writing the same fixture keeps the winner's."""
+    import shutil
+
+    (staging / "FIXTURE").write_text(version + "\n")
+    if final.exists():  # an older fixture: replace it
+        shutil.rmtree(final, ignore_errors=True)
+    try:
+        staging.rename(final)
+    except OSError:  # another process wrote the same fixture first
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
