@@ -163,3 +163,13 @@ def name_difference(got: list[str], expected: list[str]) -> str:
     if extra:
         parts.append(f"unexpected {extra[:3]}" + (" ..." if len(extra) > 3 else ""))
     return "; ".join(parts) or "the same names in a different order"
+
+
+def number(value):
+    """A one-element tensor as a Python float (metrics may come back as 0-d tensors), a
+    dict of them item by item; anything else unchanged."""
+    if type(value) is torch.Tensor and value.numel() == 1 and not value.is_complex():
+        return float(value.detach().double().cpu().reshape(()))
+    if type(value) is dict:
+        return {key: number(item) for key, item in value.items()}
+    return value

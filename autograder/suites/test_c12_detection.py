@@ -19,6 +19,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from autograder.fixtures import number
 from solutions import detection as ref
 
 COCO_THRESHOLDS = [float(t) for t in ref.COCO_THRESHOLDS]
@@ -360,13 +361,6 @@ def test_loss_total(student, check, inputs, reference, n, S, B, lambda_coord, la
 
 
 # --------------------------------------------------------------------------- average precision
-
-
-def number(value):
-    """A 0-d or one-element tensor as a Python float; anything else unchanged."""
-    if type(value) is torch.Tensor and value.numel() == 1 and not value.is_complex():
-        return float(value.detach().double().cpu().reshape(()))
-    return value
 
 
 def random_scene(inputs, counts: list[int], duplicates: bool = False, false_positives: float = 0.5):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torchvision.models.segmentation.deeplabv3 import ASPP, ASPPConv
 from torchvision.models.segmentation.fcn import FCNHead
 
-from autograder.fixtures import loaded
+from autograder.fixtures import loaded, number
 from solutions import segmentation as ref
 
 # --------------------------------------------------------------------------- comparisons
@@ -42,15 +42,6 @@ def close_nan(check, actual, expected: torch.Tensor, what: str = "output") -> No
             f"{missing} numbers where NaN is expected"
         )
     check.close(actual[~got], expected[~want], what)
-
-
-def number(value):
-    """A one-element tensor as a Python float (metrics may come back as 0-d tensors)."""
-    if type(value) is torch.Tensor and value.numel() == 1 and not value.is_complex():
-        return float(value.detach().double().cpu().reshape(()))
-    if type(value) is dict:
-        return {key: number(item) for key, item in value.items()}
-    return value
 
 
 def close_metric(check, actual, expected) -> None:
