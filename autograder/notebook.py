@@ -140,23 +140,23 @@ def _defined_names(node: ast.stmt) -> set[str]:
     return set()
 
 
+def _top_level(source: str) -> list[ast.stmt]:
+    """The top-level statements of ``source`` (none when it does not parse)."""
+    try:
+        return ast.parse(source).body
+    except (SyntaxError, ValueError):
+        return []
+
+
 def top_level_names(source: str) -> set[str]:
     """Names the top level of ``source`` defines (nothing when it does not parse)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return set()
-    return set().union(*(_defined_names(node) for node in tree.body))
+    return set().union(*(_defined_names(node) for node in _top_level(source)))
 
 
 def top_level_definitions(source: str) -> set[str]:
     """Functions and classes the top level of ``source`` defines (not its other names)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return set()
     kinds = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
-    return {node.name for node in tree.body if isinstance(node, kinds)}
+    return {node.name for node in _top_level(source) if isinstance(node, kinds)}
 
 
 PURE_BUILTINS = frozenset(
