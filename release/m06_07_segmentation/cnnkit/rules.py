@@ -452,13 +452,13 @@ class _Scanner:
         cell: str,
         resolver: _Resolver,
         forbidden: tuple[str, ...],
-        parents: dict[int, ast.AST] | None = None,
-        rebound: frozenset[str] = frozenset(),
+        parents: dict[int, ast.AST],
+        rebound: frozenset[str],
     ) -> None:
         self.cell = cell
         self.resolver = resolver
         self.forbidden = forbidden
-        self.parents = parents or {}  # id(node) -> its parent, for every parsed cell
+        self.parents = parents  # id(node) -> its parent, for every parsed cell
         self.rebound = rebound  # names the submission binds (a rebound ``print`` is not print)
         self.found: dict[tuple[int, str], Finding] = {}
 
