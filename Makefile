@@ -11,8 +11,9 @@ setup: sysdeps $(STAMP)
 # Debian packages: bubblewrap is the sandbox; the FFmpeg libraries are what torchcodec
 # decodes audio with (torchaudio.load, 6-09's Speech Commands). Without bubblewrap grading
 # still works in a weaker mode that every report states; without FFmpeg only audio loading
-# fails. So a failed install is reported, not fatal.
-APT_PACKAGES := bubblewrap libavcodec59 libavformat59 libavutil57 libswresample4 libavfilter8 libavdevice59 libswscale6
+# fails. chromium is the headless browser that tests/ drive the capstone's inspection page
+# with. So a failed install is reported, not fatal.
+APT_PACKAGES := bubblewrap chromium libavcodec59 libavformat59 libavutil57 libswresample4 libavfilter8 libavdevice59 libswscale6
 
 sysdeps:
 	@missing=""; \
@@ -23,7 +24,7 @@ sysdeps:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages:$$missing"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >/dev/null \
-	      || echo "WARNING: could not install$$missing; without bubblewrap grading runs in the weaker rlimits-only mode, without FFmpeg torchaudio cannot decode audio"; \
+	      || echo "WARNING: could not install$$missing; without bubblewrap grading runs in the weaker rlimits-only mode, without FFmpeg torchaudio cannot decode audio, without chromium the browser test is skipped"; \
 	  else \
 	    echo "WARNING: missing Debian packages:$$missing (apt-get install$$missing); bubblewrap is the sandbox, FFmpeg decodes audio"; \
 	  fi; \
