@@ -17,7 +17,6 @@ submitted file's hash, unless ``force`` is set.
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import os
 import re
@@ -42,7 +41,7 @@ from autograder.gradebook import GradebookWriter
 from autograder.late import describe, late_plugin, lateness, penalty
 from autograder.results import SubmissionResult, clean, read_results, write_json_atomic
 from autograder.rubric import load_rubric
-from autograder.submissions import Submission, discover
+from autograder.submissions import Submission, discover, submission_sha
 
 if TYPE_CHECKING:  # imported in grade_batch once the judges are starting (torch, matplotlib)
     from autograder.grader import AssignmentGrader
@@ -65,8 +64,10 @@ class BatchSummary:
     problems: list[str] = field(default_factory=list)
 
 
-def _sha(path: Path | None) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path else ""
+def _sha(submission: Submission) -> str:
+    if submission.path is None:
+        return ""
+    return submission_sha(submission.path.read_bytes(), submission.weights)
 
 
 DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
@@ -153,6 +154,7 @@ class Judge:
             "student": submission.student,
             "path": str(submission.path) if submission.path else None,
             "problem": submission.problem,
+            "weights": str(submission.weights) if submission.weights else None,
         }
         os.write(self.jobs_fd, (json.dumps(job) + "\n").encode())
         self.current = submission
@@ -255,7 +257,7 @@ def run_judges(
                     )
                     yield grader.fatal_result(
                         failed.student,
-                        _sha(failed.path),
+                        _sha(failed),
                         f"{why}; it was not graded",
                         info.description,
                     )
@@ -411,7 +413,15 @@ def grade_batch(
     course.require(assignment)
     config = load_config(course.root)
     rubric = load_rubric(course.rubric_path(assignment))
-    submissions, problems = discover(submissions_dir, assignment, rubric.notebook)
+    heldout = config.heldout_data.get(assignment)
+    if heldout is not None and not heldout.exists():
+        raise ValueError(f"c.Autograder.heldout_data[{assignment!r}]: {heldout} does not exist")
+    submissions, problems = discover(
+        submissions_dir,
+        assignment,
+        rubric.notebook,
+        rubric.weights.file if rubric.weights else None,
+    )
     problems = [clean(problem) for problem in problems]  # file names need not be UTF-8
     for problem in problems:
         print(f"WARNING: {problem}", file=sys.stderr)
@@ -436,7 +446,7 @@ def grade_batch(
             not force
             and previous is not None
             and submission.path is not None
-            and previous.sha256 == _sha(submission.path)
+            and previous.sha256 == _sha(submission)
         ):
             results[submission.student] = previous
         else:

@@ -7,6 +7,11 @@ values, resolved against the folder that holds the file, plus one section of
 its own::
 
     c.Autograder.due_dates = {"m06_02_convolution": "2026-12-04 17:00:00 Europe/London"}
+    c.Autograder.heldout_data = {"c12_efficient_cifar": "/srv/course-private/cifar10"}
+
+``heldout_data`` names, per assignment, a data set that students never see (a path
+relative to the course root, or absolute); the hidden suite that grades submitted
+weights evaluates them on it, and on its offline fixture where none is configured.
 
 A due date in the config wins over one in the gradebook and is written into the
 gradebook, so ``nbgrader`` and this grader always agree on it.
@@ -39,6 +44,7 @@ class CourseConfig:
     due_dates: dict[str, datetime.datetime] = field(default_factory=dict)
     late_plugin: str = "nbgrader.plugins.LateSubmissionPlugin"
     penalty_method: str = "none"
+    heldout_data: dict[str, Path] = field(default_factory=dict)
     raw: object = None  # the traitlets Config, handed to nbgrader's plugin
 
     def autograded(self, student: str, assignment: str) -> Path:
@@ -121,6 +127,9 @@ def load_config(course_root: Path) -> CourseConfig:
     dues = config.get("Autograder", {}).get("due_dates", {}) or {}
     if not isinstance(dues, dict):
         raise ConfigError(f"{path}: c.Autograder.due_dates must be a dict of id -> date")
+    heldout = config.get("Autograder", {}).get("heldout_data", {}) or {}
+    if not isinstance(heldout, dict):
+        raise ConfigError(f"{path}: c.Autograder.heldout_data must be a dict of id -> folder")
     plugin = config.get("AssignLatePenalties", {}).get("plugin_class", "")
     if isinstance(plugin, type):
         plugin = f"{plugin.__module__}.{plugin.__qualname__}"
@@ -138,5 +147,8 @@ def load_config(course_root: Path) -> CourseConfig:
         },
         late_plugin=str(plugin or "nbgrader.plugins.LateSubmissionPlugin"),
         penalty_method=str(config.get("LateSubmissionPlugin", {}).get("penalty_method", "none")),
+        heldout_data={
+            str(key): root / os.path.expanduser(str(value)) for key, value in heldout.items()
+        },
         raw=config,
     )

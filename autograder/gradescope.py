@@ -355,6 +355,15 @@ def minimal_results(message: str) -> dict:
     }
 
 
+def _weights_file(notebook: Path, course: Course, assignment: str) -> Path | None:
+    """The weights file uploaded with the notebook, where the assignment takes one."""
+    from autograder.rubric import load_rubric
+    from autograder.submissions import weights_beside
+
+    spec = load_rubric(course.rubric_path(assignment)).weights
+    return weights_beside(notebook, spec.file) if spec is not None else None
+
+
 def _grade(notebook: Path, course: Course, assignment: str, sandbox: str, device: str) -> dict:
     from autograder.batch import grade_batch
 
@@ -362,6 +371,9 @@ def _grade(notebook: Path, course: Course, assignment: str, sandbox: str, device
         folder = Path(scratch) / "submissions"
         folder.mkdir()
         shutil.copyfile(notebook, folder / f"{STUDENT}.ipynb")
+        weights = _weights_file(notebook, course, assignment)
+        if weights is not None:
+            shutil.copyfile(weights, folder / f"{STUDENT}{weights.suffix}")
         out = Path(scratch) / "graded"
         summary = grade_batch(
             assignment,

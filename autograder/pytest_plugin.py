@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import hashlib
 import json
 import os
 import resource
@@ -46,6 +45,7 @@ from _pytest.runner import runtestprotocol
 
 from autograder import sandbox
 from autograder.checks import CheckFailure, CheckHelper
+from autograder.config import load_config
 from autograder.course import Course
 from autograder.fixtures import Fixtures
 from autograder.grader import AssignmentGrader, CaseOutcome, Prepared
@@ -68,6 +68,8 @@ from autograder.sandbox import (
     Worker,
     wall_seconds,
 )
+from autograder.submissions import submission_sha, weights_beside
+from autograder.weights import Attachment, read_weights
 
 LIMITED = "not run after an earlier case of this check reached a limit"
 JUDGE_MEMORY_MB = 4096  # the trusted judge's own headroom while grading a class
@@ -80,6 +82,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--submission",
         metavar="PATH",
         help="grade this notebook through the sandbox (default: the solution notebook, in-process)",
+    )
+    group.addoption(
+        "--weights",
+        default=None,
+        help="the weights file submitted with --submission (default: the rubric's file, "
+        "or <notebook stem>.pt, beside the notebook)",
     )
     group.addoption("--device", default="auto", choices=("auto", "cpu", "cuda"))
     group.addoption("--sandbox", default="auto", choices=("auto", "bubblewrap", "rlimits"))
@@ -179,9 +187,18 @@ class Grading:
 
     def start(self) -> None:
         if self.mode == "solution":
-            sys.path.insert(0, str(self.grader.course.source_dir / self.rubric.assignment))
+            folder = self.grader.course.source_dir / self.rubric.assignment
+            sys.path.insert(0, str(folder))
             self.prepared = self.grader.solution()
             self.session = LocalSession(self.prepared.program, self.device)
+            spec = self.rubric.weights
+            if spec is not None:  # the instructor's weights beside the source notebook
+                path = folder / spec.file
+                self.session.weights_path = str(path) if path.is_file() else None
+                self.session.weights_problem = (
+                    f"the solution has no {spec.file} beside {self.rubric.notebook}: run the "
+                    "notebook to train and save it"
+                )
         elif self.mode == "submission":
             path = Path(self.config.getoption("submission"))
             self.info = resolve_sandbox(self.config.getoption("sandbox"))
@@ -191,7 +208,21 @@ class Grading:
                 self.fatal = f"not graded: {exc}"
                 return
             self.worker = self.start_worker()
-            self.session = SandboxSession(self.worker, self.prepared.program, self.grader.files)
+            weights = self.config.getoption("weights")
+            if weights is None and self.rubric.weights is not None:
+                weights = weights_beside(path, self.rubric.weights.file)
+            self.session = self.sandbox_session(weights)
+
+    def sandbox_session(self, weights: Path | str | None) -> SandboxSession:
+        """The submission's sandboxed session, with its weights file where the rubric asks."""
+        attachment = Attachment()
+        if self.rubric.weights is not None:
+            attachment = read_weights(weights, self.rubric.weights)
+        files = {**self.grader.files, **attachment.files()}
+        session = SandboxSession(self.worker, self.prepared.program, files)
+        session.weights_path = attachment.sandbox_path or None
+        session.weights_problem = attachment.problem
+        return session
 
     def new_worker(self) -> Worker:
         return Worker(
@@ -328,12 +359,13 @@ class Grading:
             return fatal(
                 student, "", f"could not read the file ({exc.strerror})", self.info.description
             )
-        sha = hashlib.sha256(raw).hexdigest()
+        weights = job.get("weights") if self.rubric.weights is not None else None
+        sha = submission_sha(raw, Path(weights) if weights else None)
         try:
             self.prepared = self.grader.prepare(raw)
         except NotebookError as exc:
             return fatal(student, sha, str(exc), self.info.description)
-        self.session = SandboxSession(self.worker, self.prepared.program, self.grader.files)
+        self.session = self.sandbox_session(weights)
         self.outcomes = {}
         self.limited = set()
         items = session.items
@@ -455,6 +487,18 @@ def inputs(request: pytest.FixtureRequest) -> Fixtures:
     """Seeded random inputs, the same on every run of this test case."""
     _spec(request)
     return Fixtures(f"{STATE.rubric.assignment}/{request.node.name}")
+
+
+@pytest.fixture
+def heldout_data(request: pytest.FixtureRequest) -> Path | None:
+    """The assignment's held-out data set (``c.Autograder.heldout_data`` in the course's
+    nbgrader_config.py), or None: the suite then uses its offline fixture. It is read
+    here, in the judge; students never see it."""
+    _spec(request)
+    folder = load_config(STATE.grader.course.root).heldout_data.get(STATE.rubric.assignment)
+    if folder is not None and not folder.exists():
+        raise CheckFailure(f"the course's held-out data set ({folder}) is missing: not graded")
+    return folder
 
 
 @pytest.fixture

@@ -70,6 +70,23 @@ class Part:
         return sum(check.points for check in self.checks)
 
 
+# A weights file travels to the sandbox inside one control frame (64 MB).
+MAX_WEIGHTS_MB = 48
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A file the student submits beside the notebook: ``submitted/<s>/<id>/<file>``, or
+    ``<s>.pt`` beside ``<s>.ipynb`` in a flat folder. The hidden tests load it in the sandbox."""
+
+    file: str = "model.pt"
+    max_mb: float = 20.0
+
+    @property
+    def suffix(self) -> str:
+        return Path(self.file).suffix or ".pt"
+
+
 @dataclass(frozen=True)
 class Rubric:
     assignment: str
@@ -80,6 +97,7 @@ class Rubric:
     limits: Limits
     parts: tuple[Part, ...]
     path: Path | None = field(default=None, compare=False)
+    weights: Weights | None = None
 
     @property
     def checks(self) -> tuple[Check, ...]:
@@ -120,6 +138,20 @@ def _limits(raw: dict | None, where: str) -> Limits:
             raise RubricError(f"{where}: limit '{key}' must be a positive number, got {value!r}")
         values[key] = value
     return Limits(**values)
+
+
+def _weights(raw: Any, where: str) -> Weights | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"file", "max_mb"}:
+        raise RubricError(f"{where}: 'weights' takes 'file' and 'max_mb'")
+    name = str(raw.get("file", "model.pt"))
+    if "/" in name or name.startswith(".") or not name:
+        raise RubricError(f"{where}: weights file {name!r} must be a plain file name")
+    size = raw.get("max_mb", 20.0)
+    if not isinstance(size, int | float) or not 0 < size <= MAX_WEIGHTS_MB:
+        raise RubricError(f"{where}: weights max_mb must be in (0, {MAX_WEIGHTS_MB}], got {size!r}")
+    return Weights(file=name, max_mb=float(size))
 
 
 def _forbidden(raw: dict | None) -> Forbidden | None:
@@ -188,6 +220,7 @@ def parse_rubric(data: dict, path: Path | None = None) -> Rubric:
         limits=_limits(data.get("limits"), where),
         parts=tuple(parts),
         path=path,
+        weights=_weights(data.get("weights"), where),
     )
     for label, ids in (
         ("part", [p.id for p in rubric.parts]),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
@@ -60,17 +61,45 @@ class Submission:
     path: Path | None  # None: the student's folder holds no notebook
     problem: str = ""
     folder: Path | None = None  # nbgrader's submitted/<student>/<id>/ (its timestamp.txt)
+    weights: Path | None = None  # the weights file beside the notebook, where the rubric asks
+
+
+def submission_sha(notebook: bytes, weights: Path | None = None) -> str:
+    """What identifies one graded submission: its notebook, and its weights file if any
+    (a regrade reuses a result only when both are unchanged)."""
+    digest = hashlib.sha256(notebook)
+    if weights is not None:
+        try:
+            with open(weights, "rb") as handle:
+                inner = hashlib.file_digest(handle, "sha256").digest()
+        except OSError:
+            inner = b"unreadable"
+        digest.update(b"\0weights\0" + inner)
+    return digest.hexdigest()
+
+
+def weights_beside(notebook: Path, file: str) -> Path | None:
+    """The weights file submitted with ``notebook``: ``<folder>/<file>`` (nbgrader, Gradescope)
+    or ``<stem><suffix>`` beside it (a flat folder); None when there is neither."""
+    suffix = Path(file).suffix or ".pt"
+    for candidate in (notebook.with_suffix(suffix), notebook.parent / file):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def discover(
-    root: str | Path, assignment: str, notebook: str
+    root: str | Path, assignment: str, notebook: str, weights: str | None = None
 ) -> tuple[list[Submission], list[str]]:
     """Submissions under ``root``, sorted by student id, and what could not be taken.
 
     ``root/<student>/<assignment>/*.ipynb`` (nbgrader) or ``root/<student>.ipynb``
     (file names from an LMS download are read by :func:`flat_student_id`).
     A file or folder whose name is no valid student id is named in the problems,
-    never graded under that name.
+    never graded under that name. With ``weights`` (the rubric's file name, e.g.
+    ``model.pt``), each submission also gets its weights file:
+    ``root/<student>/<assignment>/model.pt``, or in a flat folder a ``.pt`` file whose
+    name reads as the same student (``jdoe.pt``, a Canvas ``jdoe_12_34_model.pt``).
     """
     root = Path(root)
     if not root.is_dir():
@@ -120,6 +149,8 @@ def discover(
                 found[entry.name] = Submission(
                     entry.name, None, f"no notebook in {folder.name}/", folder=folder
                 )
+    if weights is not None:
+        _attach_weights(root, found, problems, assignment, notebook, weights)
     for student, names in claimed.items():
         if len(names) > 1:
             del found[student]
@@ -129,3 +160,36 @@ def discover(
                 "keep one (or rename them) and grade again"
             )
     return [found[key] for key in sorted(found)], problems
+
+
+def _attach_weights(
+    root: Path,
+    found: dict[str, Submission],
+    problems: list[str],
+    assignment: str,
+    notebook: str,
+    file: str,
+) -> None:
+    """Give each submission its weights file; name flat weights files that match no notebook."""
+    suffix = Path(file).suffix.lower() or ".pt"
+    flat: dict[str, list[Path]] = {}
+    for entry in sorted(root.iterdir()):
+        if entry.is_file() and entry.suffix.lower() == suffix:
+            student, _ = flat_student_id(entry.stem, assignment, notebook)
+            if student is None or student not in found or found[student].folder is not None:
+                problems.append(
+                    f"{entry.name}: a weights file with no notebook of the same student"
+                )
+                continue
+            flat.setdefault(student, []).append(entry)
+    for student, submission in list(found.items()):
+        if submission.folder is not None:
+            path = submission.folder / file
+            found[student] = replace(submission, weights=path if path.is_file() else None)
+        elif student in flat:
+            files = flat[student]
+            if len(files) > 1:
+                names = ", ".join(f.name for f in files)
+                problems.append(f"{names}: several weights files for '{student}'; none was used")
+            else:
+                found[student] = replace(submission, weights=files[0])

@@ -39,8 +39,10 @@ def test_the_course_config_is_read_relative_to_its_folder(tmp_path):
         "c.CourseDirectory.autograded_directory = 'marked'\n"
         "c.Autograder.due_dates = {'m06_02_convolution': '2026-11-01 12:00:00 UTC'}\n"
         "c.LateSubmissionPlugin.penalty_method = 'zero'\n"
+        "c.Autograder.heldout_data = {'c12_efficient_cifar': 'private/cifar'}\n"
     )
     config = load_config(tmp_path)
+    assert config.heldout_data == {"c12_efficient_cifar": tmp_path.resolve() / "private" / "cifar"}
     assert config.db_url == f"sqlite:///{tmp_path.resolve() / 'books' / 'gradebook.db'}"
     assert config.autograded("amy", "m06_02_convolution") == (
         tmp_path.resolve() / "marked" / "amy" / "m06_02_convolution"

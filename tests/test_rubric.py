@@ -37,6 +37,9 @@ def test_valid_rubric_parses_with_defaults():
     assert rubric.part("g").forbidden.ops == ("*conv*",)
     assert rubric.check("g_a").atol == 0
     assert rubric.limits == Limits()
+    assert rubric.weights is None
+    weighted = parse_rubric({**VALID, "weights": {"file": "net.pt", "max_mb": 5}})
+    assert weighted.weights.file == "net.pt" and weighted.weights.max_mb == 5
 
 
 @pytest.mark.parametrize(
@@ -50,6 +53,9 @@ def test_valid_rubric_parses_with_defaults():
         (lambda d: d.update(limits={"gpu_hours": 1}), "unknown limits"),
         (lambda d: d.pop("forbidden"), "from_scratch needs a 'forbidden' list"),
         (lambda d: d["parts"][0]["checks"][0].update(rtol=-1), "tolerances must be >= 0"),
+        (lambda d: d.update(weights={"file": "../x.pt"}), "must be a plain file name"),
+        (lambda d: d.update(weights={"max_mb": 500}), "max_mb must be in"),
+        (lambda d: d.update(weights={"size": 5}), "'weights' takes 'file' and 'max_mb'"),
     ],
 )
 def test_malformed_rubrics_are_rejected_with_a_reason(mutate, message):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from autograder.submissions import discover
+from autograder.rubric import Weights
+from autograder.submissions import discover, submission_sha
+from autograder.weights import read_weights
 
 
 def test_nbgrader_tree_and_flat_folder(tmp_path):
@@ -69,3 +71,63 @@ def test_two_files_for_one_student_are_both_named_and_neither_graded(tmp_path):
     assert [s.student for s in submissions] == ["bo"]
     assert len(problems) == 1 and "amy (1).ipynb, amy.ipynb" in problems[0]
     assert "all read as student 'amy'" in problems[0]
+
+
+def test_weights_files_are_found_beside_their_notebooks(tmp_path):
+    """nbgrader's submitted/<s>/<id>/model.pt, a flat <s>.pt, a Canvas download name; a
+    weights file without a notebook and a student with two are named, not guessed."""
+    (tmp_path / "amy" / "a1").mkdir(parents=True)
+    (tmp_path / "amy" / "a1" / "a1.ipynb").write_text("{}")
+    (tmp_path / "amy" / "a1" / "model.pt").write_bytes(b"amy")
+    (tmp_path / "bo" / "a1").mkdir(parents=True)
+    (tmp_path / "bo" / "a1" / "a1.ipynb").write_text("{}")
+    (tmp_path / "dee.ipynb").write_text("{}")
+    (tmp_path / "dee.pt").write_bytes(b"dee")
+    (tmp_path / "eve_12_34_a1.ipynb").write_text("{}")
+    (tmp_path / "eve_12_34_model.pt").write_bytes(b"eve")
+    (tmp_path / "fay.ipynb").write_text("{}")
+    (tmp_path / "fay.pt").write_bytes(b"1")
+    (tmp_path / "fay (1).pt").write_bytes(b"2")
+    (tmp_path / "ghost.pt").write_bytes(b"?")
+    submissions, problems = discover(tmp_path, "a1", "a1.ipynb", weights="model.pt")
+    found = {s.student: s.weights for s in submissions}
+    assert found["amy"].read_bytes() == b"amy" and found["bo"] is None
+    assert found["dee"].read_bytes() == b"dee" and found["eve"].read_bytes() == b"eve"
+    assert found["fay"] is None
+    assert any("ghost.pt: a weights file with no notebook" in p for p in problems)
+    assert any("several weights files for 'fay'" in p for p in problems)
+    plain, _ = discover(tmp_path, "a1", "a1.ipynb")
+    assert all(s.weights is None for s in plain)
+
+
+def test_a_regrade_sees_new_weights(tmp_path):
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(b"one")
+    first = submission_sha(b"{}", weights)
+    weights.write_bytes(b"two")
+    assert submission_sha(b"{}", weights) != first
+    assert submission_sha(b"{}") != first and submission_sha(b"{}", tmp_path / "gone.pt")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no weights file was submitted: submit it as model.pt beside the notebook"),
+        (b"", "the weights file model.pt is empty"),
+        (b"x" * (2 * 2**20), "is 2.0 MB, over the limit of 1 MB: it was not loaded"),
+    ],
+)
+def test_weights_that_cannot_be_used_say_why(tmp_path, content, message):
+    path = None
+    if content is not None:
+        path = tmp_path / "model.pt"
+        path.write_bytes(content)
+    attachment = read_weights(path, Weights(max_mb=1))
+    assert attachment.data is None and message in attachment.problem
+    assert attachment.files() == {}
+
+
+def test_usable_weights_go_to_the_sandbox_under_submitted(tmp_path):
+    (tmp_path / "w.pt").write_bytes(b"abc")
+    attachment = read_weights(tmp_path / "w.pt", Weights())
+    assert attachment.files() == {"submitted/model.pt": b"abc"} and not attachment.problem
