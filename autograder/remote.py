@@ -191,6 +191,9 @@ class CallContext:
     trace: bool = False
     seed: int = 0
     ops: set[str] = field(default_factory=set)
+    # The submission's CPU seconds so far, read by the sandbox server (outside the child)
+    # when the last response left it; in-process (the solution), this process's CPU time.
+    child_cpu: float = 0.0
 
 
 class Session(Protocol):
@@ -315,6 +318,24 @@ class Student:
         if name.startswith("_"):
             raise AttributeError(name)
         return RemoteCallable(self._session, lambda: {"global": name}, name)
+
+    def cpu_seconds(self) -> float:
+        """The submission's CPU seconds so far, as of the last response: measured by the
+        sandbox server, which the student's code cannot reach (the clock for timing a
+        model). Only differences between two calls mean anything."""
+        context = getattr(self._session, "context", None)
+        return context.child_cpu if context is not None else 0.0
+
+    def weights(self) -> str:
+        """The path, inside the sandbox, of the weights file submitted with the notebook;
+        a check that needs it fails with the reason when there is none."""
+        path = getattr(self._session, "weights_path", None)
+        if path is None:
+            from autograder.checks import CheckFailure
+
+            problem = getattr(self._session, "weights_problem", "")
+            raise CheckFailure(problem or "this assignment takes no weights file")
+        return path
 
     def get(self, name: str) -> Any:
         """A global value of the submission (a constant, a list)."""

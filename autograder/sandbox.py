@@ -344,8 +344,8 @@ class Worker:
         if frame is None:
             return None
         if frame[:1] == CHILD:
-            job, _, payload = open_envelope(frame)
-            return {"type": "child", "job": job, "raw": payload}
+            job, cpu, payload = open_envelope(frame)
+            return {"type": "child", "job": job, "raw": payload, "cpu": cpu}
         message = decode(frame[1:])
         return message if isinstance(message, dict) else {}
 
@@ -571,6 +571,7 @@ class SandboxSession:
                     self.worker.interrupt(job)
                     raise self.lost("the submission sent back something unreadable") from None
                 if type(inner) is dict and inner.get("id") == request_id:
+                    context.child_cpu = message["cpu"]
                     return handle_response(inner, self, context)
         except (EOFError, FrameError, OSError, ValueError) as exc:
             self.worker.kill()
@@ -605,6 +606,7 @@ class LocalSession:
 
     def request(self, wire: dict, context: CallContext) -> Any:
         response = self.server.handle(decode(encode(wire)))
+        context.child_cpu = time.process_time()
         return handle_response(decode(encode(response)), self, context)
 
     def close(self) -> None:

@@ -67,6 +67,50 @@ def test_helper_packages_arrive_with_their_folders_and_stay_inside_the_job(worke
     running.close()
 
 
+def test_binary_files_arrive_byte_for_byte(worker):
+    """A submitted weights file travels as bytes, not text."""
+    blob = bytes(range(256)) * 3
+    running, student = session(
+        worker,
+        {"a": "def read(path):\n    return list(open(path, 'rb').read())\n"},
+        files={"submitted/model.pt": blob},
+    )
+    assert student.read("submitted/model.pt") == list(blob)
+    running.close()
+
+
+def test_the_cpu_clock_is_the_servers_and_counts_the_work_of_each_call(worker):
+    """``student.cpu_seconds()`` moves with the CPU a call burns, not with the wall clock,
+    and a child that patches its own clocks cannot move it."""
+    running, student = session(
+        worker,
+        {
+            "a": (
+                "import time\n"
+                "time.process_time = time.perf_counter = time.monotonic = lambda: 0.0\n"
+                "def burn(n):\n"
+                "    total = 0\n"
+                "    for i in range(n):\n"
+                "        total += i * i\n"
+                "    return total\n"
+                "def nap(seconds):\n"
+                "    time.sleep(seconds)\n"
+                "    return 0\n"
+            )
+        },
+    )
+    student.burn(10)
+    start = student.cpu_seconds()
+    student.burn(4_000_000)
+    burned = student.cpu_seconds() - start
+    start = student.cpu_seconds()
+    student.nap(0.5)
+    napped = student.cpu_seconds() - start
+    running.close()
+    assert burned > 0.05, burned
+    assert napped < 0.05, napped
+
+
 def test_objects_stay_behind_as_handles(worker):
     cells = {
         "a": "import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"

@@ -246,14 +246,15 @@ class Server:
     def run_job(self, job: dict) -> None:
         workdir = os.path.join(self.work_root, f"job-{job['id']}")
         os.makedirs(workdir)
-        for name, text in job.get("files", {}).items():  # course helper modules and packages
+        # Course helper modules and packages (text), and a submitted weights file (bytes).
+        for name, content in job.get("files", {}).items():
             parts = [part for part in str(name).split("/") if part not in ("", ".", "..")]
             if not parts:
                 continue
             path = os.path.join(workdir, *parts)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "w") as handle:
-                handle.write(text)
+            with open(path, "wb" if isinstance(content, bytes) else "w") as handle:
+                handle.write(content)
         # The child's output goes to an unlinked file the server holds open: its tail is
         # read through this descriptor, never through a path a child could replace.
         path = os.path.join(self.work_root, f"output-{job['id']}.txt")
@@ -341,7 +342,7 @@ class Server:
                 chunk = os.read(response_fd, 1 << 20)
                 if chunk:
                     buffer += chunk
-                    if not self.forward(job_id, buffer):
+                    if not self.forward(job_id, buffer, cpu_seconds_of(pid)):
                         kill_tree(pid)
                 else:
                     watch = [0]  # every writer closed the pipe: the child is ending
@@ -364,7 +365,9 @@ class Server:
                     self.forward(job_id, buffer)
                 return verdict or describe_status(raw)
 
-    def forward(self, job_id: int, buffer: bytearray) -> bool:
+    def forward(self, job_id: int, buffer: bytearray, cpu: float = 0.0) -> bool:
+        """Pass the child's complete frames on, each with the child's CPU time so far: a
+        clock measured here, out of the child's reach (hidden tests time models with it)."""
         while len(buffer) >= HEADER.size:
             (size,) = HEADER.unpack(buffer[: HEADER.size])
             if size > MAX_FRAME_BYTES:
@@ -375,7 +378,7 @@ class Server:
                 return True
             payload = bytes(buffer[HEADER.size : HEADER.size + size])
             del buffer[: HEADER.size + size]
-            write_frame(self.proto_out, envelope(CHILD, job_id, payload))
+            write_frame(self.proto_out, envelope(CHILD, job_id, payload, cpu))
         return True
 
     def sweep(self, pid: int) -> None:
