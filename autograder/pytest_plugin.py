@@ -152,6 +152,8 @@ class Grading:
         self.device = resolve_device(config.getoption("device"))
         self.grader = AssignmentGrader(Course.here(), assignment, self.device)
         self.rubric = self.grader.rubric
+        if self.rubric.cpu_only:  # its figures (a CPU latency) mean nothing on a GPU
+            self.device = self.grader.device = "cpu"
         self.specs: dict[str, Spec] = {}
         self.outcomes: dict[str, CaseOutcome] = {}
         self.session: LocalSession | SandboxSession | None = None
@@ -161,6 +163,7 @@ class Grading:
         self.worker: Worker | None = None
         self.references: dict[tuple[str, int], object] = {}
         self.limited: set[str] = set()  # checks with a case that reached a limit
+        self.board: dict[str, dict] = {}  # this submission's leaderboard figures
 
     # ---------------------------------------------------------------- collection
 
@@ -192,8 +195,8 @@ class Grading:
             self.prepared = self.grader.solution()
             self.session = LocalSession(self.prepared.program, self.device)
             spec = self.rubric.weights
-            if spec is not None:  # the instructor's weights beside the source notebook
-                path = folder / spec.file
+            if spec is not None:  # --weights, or the instructor's beside the source notebook
+                path = Path(self.config.getoption("weights") or folder / spec.file)
                 self.session.weights_path = str(path) if path.is_file() else None
                 self.session.weights_problem = (
                     f"the solution has no {spec.file} beside {self.rubric.notebook}: run the "
@@ -305,10 +308,16 @@ class Grading:
         if self.mode != "solution":
             report.longrepr = f"{spec.label}: {message}" if spec.label else message
 
+    def record_board(self, name: str, value: float) -> None:
+        boards = {board.name: board for board in self.rubric.leaderboard}
+        if name not in boards:
+            raise KeyError(f"{name!r} is not a leaderboard entry of the rubric")
+        self.board[name] = {"name": name, "value": float(value), "order": boards[name].order}
+
     def result(self, student: str, sha: str, items: list[pytest.Item]):
         outcomes = [self.outcomes[i.nodeid] for i in items if i.nodeid in self.outcomes]
         session = self.session
-        return self.grader.result(
+        result = self.grader.result(
             student,
             sha,
             self.prepared,
@@ -318,6 +327,9 @@ class Grading:
             seconds=getattr(session, "seconds", 0.0),
             output_tail=session.output_tail if session else "",
         )
+        boards = [board.name for board in self.rubric.leaderboard]
+        result.leaderboard = [self.board[name] for name in boards if name in self.board]
+        return result
 
     # ---------------------------------------------------------------- batch server
 
@@ -368,6 +380,7 @@ class Grading:
         self.session = self.sandbox_session(weights)
         self.outcomes = {}
         self.limited = set()
+        self.board = {}
         items = session.items
         for index, item in enumerate(items):
             nextitem = items[index + 1] if index + 1 < len(items) else None
@@ -456,6 +469,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.write_line(
             f"{mark} {test.score:g}/{test.max_score:g}  {test.check}: {test.output}"
         )
+    for entry in result.leaderboard:
+        terminalreporter.write_line(f"leaderboard: {entry['name']} = {entry['value']:.4g}")
     for note in result.notes:
         terminalreporter.write_line(f"note: {note}")
     terminalreporter.write_line(f"score: {result.score:g}/{result.max_score:g}")
@@ -499,6 +514,14 @@ def heldout_data(request: pytest.FixtureRequest) -> Path | None:
     if folder is not None and not folder.exists():
         raise CheckFailure(f"the course's held-out data set ({folder}) is missing: not graded")
     return folder
+
+
+@pytest.fixture
+def leaderboard(request: pytest.FixtureRequest):
+    """``leaderboard(name, value)``: a figure of this submission for the class leaderboard
+    (the rubric's ``leaderboard`` names them); it goes to results.json and the class report."""
+    _spec(request)
+    return STATE.record_board
 
 
 @pytest.fixture

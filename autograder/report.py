@@ -144,6 +144,56 @@ def write_checks_csv(path: Path, results: list[SubmissionResult], rubric: Rubric
     return path
 
 
+def _leaderboard_figure(results: list[SubmissionResult], rubric: Rubric) -> str:
+    """The rubric's first two leaderboard figures against each other, one point per
+    submission, with the criteria as lines (Lab 2: accuracy against latency)."""
+    if len(rubric.leaderboard) < 2:
+        return ""
+    y_board, x_board = rubric.leaderboard[:2]
+    points = [
+        (r.student, r.board(x_board.name), r.board(y_board.name))
+        for r in results
+        if r.board(x_board.name) is not None and r.board(y_board.name) is not None
+    ]
+    if not points:
+        return ""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    meets = [
+        (
+            x_board.target is None
+            or (x <= x_board.target if x_board.order == "asc" else x >= x_board.target)
+        )
+        and (
+            y_board.target is None
+            or (y >= y_board.target if y_board.order == "desc" else y <= y_board.target)
+        )
+        for _, x, y in points
+    ]
+    ax.scatter(
+        [x for _, x, _ in points],
+        [y for _, _, y in points],
+        c=["#55a868" if ok else "#c44e52" for ok in meets],
+        edgecolor="black",
+        linewidth=0.5,
+        zorder=3,
+    )
+    for student, x, y in points[:40]:
+        ax.annotate(student, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if x_board.target is not None:
+        ax.axvline(x_board.target, color="grey", linestyle="--", label=f"{x_board.name} target")
+    if y_board.target is not None:
+        ax.axhline(y_board.target, color="grey", linestyle=":", label=f"{y_board.name} target")
+    ax.set(
+        xlabel=x_board.name,
+        ylabel=y_board.name,
+        title=f"Leaderboard: {sum(meets)} of {len(points)} meet both criteria (green)",
+    )
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _figure(fig)
+
+
 def write_class_report(
     path: Path,
     results: list[SubmissionResult],
@@ -193,11 +243,20 @@ def write_class_report(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         figures.append(_figure(fig))
 
+    board = _leaderboard_figure(results, rubric)
+    if board:
+        figures.insert(0, f"<h2>Leaderboard</h2>{board}")
+
+    def figure_cells(result: SubmissionResult) -> str:
+        values = [result.board(board.name) for board in rubric.leaderboard]
+        return "".join(f"<td class='num'>{'' if v is None else f'{v:.4g}'}</td>" for v in values)
+
     rows = "".join(
         f"<tr><td><a href='{html.escape(r.student)}/feedback.html'>{html.escape(r.student)}</a></td><td class='num'>{r.score:g} / {r.max_score:g}</td>"
-        f"<td class='num'>{r.execution_time:.1f} s</td><td>{html.escape('; '.join(([r.fatal] if r.fatal else []) + r.notes)[:300])}</td></tr>"
+        f"{figure_cells(r)}<td class='num'>{r.execution_time:.1f} s</td><td>{html.escape('; '.join(([r.fatal] if r.fatal else []) + r.notes)[:300])}</td></tr>"
         for r in results
     )
+    board_heads = "".join(f"<th>{html.escape(b.name)}</th>" for b in rubric.leaderboard)
     hardest = ""
     if results:
         failing = sorted(
@@ -224,7 +283,7 @@ def write_class_report(
             if figures or not results
             else f"<p class='muted'>Figures appear from {FIGURES_FROM} submissions.</p>"
         )
-        + f"{''.join(figures)}<h2>Students</h2><table><tr><th>student</th><th>score</th><th>time</th><th>notes</th></tr>{rows}</table>"
+        + f"{''.join(figures)}<h2>Students</h2><table><tr><th>student</th><th>score</th>{board_heads}<th>time</th><th>notes</th></tr>{rows}</table>"
     )
     path.write_text(_page(f"Class report {rubric.assignment}", body), encoding="utf-8")
     return path

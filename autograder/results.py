@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ class SubmissionResult:
     output_tail: str = ""
     fatal: str | None = None
     late_penalty: float = 0.0  # points the course's late-penalty plugin takes off ``score``
+    # Figures for the class leaderboard: {"name", "value", "order"} (Gradescope's schema).
+    leaderboard: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         """Every string from a submission or a child is made valid UTF-8 here, once."""
@@ -65,6 +68,18 @@ class SubmissionResult:
         self.notes = [clean(note) for note in self.notes]
         self.output_tail = clean(self.output_tail)
         self.fatal = None if self.fatal is None else clean(self.fatal)
+        self.leaderboard = [
+            {"name": clean(str(e["name"])), "value": float(e["value"]), "order": e["order"]}
+            for e in self.leaderboard
+            if isinstance(e, dict)
+            and isinstance(e.get("value"), int | float)
+            and math.isfinite(e["value"])
+            and e.get("order") in ("asc", "desc")
+        ]
+
+    def board(self, name: str) -> float | None:
+        """This submission's leaderboard figure ``name``, or None."""
+        return next((e["value"] for e in self.leaderboard if e["name"] == name), None)
 
     def to_gradescope(self) -> dict:
         """Gradescope's autograder results schema, with our details under ``extra_data``."""
@@ -72,7 +87,7 @@ class SubmissionResult:
         lines += [f"Note: {note}" for note in self.notes]
         if self.fatal:
             lines.insert(0, f"This submission could not be graded: {self.fatal}")
-        return {
+        data = {
             "score": round(self.score, 4),
             "execution_time": round(self.execution_time, 3),
             "output": "\n".join(lines),
@@ -107,6 +122,9 @@ class SubmissionResult:
                 "late_penalty": self.late_penalty,
             },
         }
+        if self.leaderboard:
+            data["leaderboard"] = [dict(entry) for entry in self.leaderboard]
+        return data
 
     @classmethod
     def from_gradescope(cls, data: dict) -> SubmissionResult:
@@ -137,6 +155,7 @@ class SubmissionResult:
             execution_time=data.get("execution_time", 0.0),
             fatal=extra.get("fatal"),
             late_penalty=float(extra.get("late_penalty") or 0.0),
+            leaderboard=list(data.get("leaderboard") or []),
         )
 
 

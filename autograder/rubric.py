@@ -64,6 +64,9 @@ class Part:
     function: str
     checks: tuple[Check, ...]
     forbidden: Forbidden | None = None
+    # Why the part's output has no reference to be 1% off from (a free architecture, trained
+    # weights): the tolerance-policy test then leaves it out. Empty for every oracle-checked part.
+    scale_free: str = ""
 
     @property
     def points(self) -> float:
@@ -88,6 +91,15 @@ class Weights:
 
 
 @dataclass(frozen=True)
+class Board:
+    """A figure a hidden test records for the class leaderboard (Gradescope's ``leaderboard``)."""
+
+    name: str
+    order: str = "desc"  # "desc": higher is better; "asc": lower is better
+    target: float | None = None  # the criterion, drawn as a line in the class report
+
+
+@dataclass(frozen=True)
 class Rubric:
     assignment: str
     title: str
@@ -98,6 +110,8 @@ class Rubric:
     parts: tuple[Part, ...]
     path: Path | None = field(default=None, compare=False)
     weights: Weights | None = None
+    leaderboard: tuple[Board, ...] = ()
+    cpu_only: bool = False  # graded on the CPU whatever --device says (a CPU latency part)
 
     @property
     def checks(self) -> tuple[Check, ...]:
@@ -152,6 +166,25 @@ def _weights(raw: Any, where: str) -> Weights | None:
     if not isinstance(size, int | float) or not 0 < size <= MAX_WEIGHTS_MB:
         raise RubricError(f"{where}: weights max_mb must be in (0, {MAX_WEIGHTS_MB}], got {size!r}")
     return Weights(file=name, max_mb=float(size))
+
+
+def _leaderboard(raw: Any, where: str) -> tuple[Board, ...]:
+    boards = []
+    for entry in raw or ():
+        if (
+            not isinstance(entry, dict)
+            or "name" not in entry
+            or set(entry) - {"name", "order", "target"}
+        ):
+            raise RubricError(f"{where}: a leaderboard entry takes 'name', 'order' and 'target'")
+        order = entry.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise RubricError(f"{where}: leaderboard order must be 'asc' or 'desc', got {order!r}")
+        target = entry.get("target")
+        if target is not None and not isinstance(target, int | float):
+            raise RubricError(f"{where}: leaderboard target must be a number, got {target!r}")
+        boards.append(Board(str(entry["name"]), order, None if target is None else float(target)))
+    return tuple(boards)
 
 
 def _forbidden(raw: dict | None) -> Forbidden | None:
@@ -209,6 +242,7 @@ def parse_rubric(data: dict, path: Path | None = None) -> Rubric:
                 function=raw_part.get("function", part_id),
                 checks=checks,
                 forbidden=forbidden,
+                scale_free=str(raw_part.get("scale_free", "")).strip(),
             )
         )
     rubric = Rubric(
@@ -221,6 +255,8 @@ def parse_rubric(data: dict, path: Path | None = None) -> Rubric:
         parts=tuple(parts),
         path=path,
         weights=_weights(data.get("weights"), where),
+        leaderboard=_leaderboard(data.get("leaderboard"), where),
+        cpu_only=bool(data.get("cpu_only", False)),
     )
     for label, ids in (
         ("part", [p.id for p in rubric.parts]),

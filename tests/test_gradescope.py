@@ -73,7 +73,19 @@ RESULTS_SCHEMA = {
         "stdout_visibility": {"enum": VISIBILITY},
         "extra_data": {"type": "object"},
         "tests": {"type": "array", "items": TEST_SCHEMA},
-        "leaderboard": {"type": "array"},
+        "leaderboard": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "value": NUMBER,
+                    "order": {"enum": ["asc", "desc"]},
+                },
+                "required": ["name", "value"],
+                "additionalProperties": False,
+            },
+        },
     },
     "required": ["score", "output"],
     "additionalProperties": False,

@@ -65,3 +65,25 @@ def test_numbers_follow_parts_and_old_files_still_read():
     for test in data["tests"]:  # written before: the check id in "number", the part in tags
         test["number"] = test.pop("extra_data")["check"]
     assert [t.check for t in SubmissionResult.from_gradescope(data).tests] == ["a1", "b1", "b2"]
+
+
+def test_leaderboard_round_trips_and_drops_what_gradescope_would_reject(tmp_path):
+    result = sample()
+    result.leaderboard = [
+        {"name": "Accuracy (%)", "value": 91.5, "order": "desc"},
+        {"name": "Latency (ms)", "value": 3, "order": "asc"},
+        {"name": "bad order", "value": 1.0, "order": "up"},
+        {"name": "not finite", "value": float("nan"), "order": "asc"},
+        {"name": "text", "value": "fast", "order": "asc"},
+    ]
+    result.__post_init__()
+    data = result.to_gradescope()
+    assert data["leaderboard"] == [
+        {"name": "Accuracy (%)", "value": 91.5, "order": "desc"},
+        {"name": "Latency (ms)", "value": 3.0, "order": "asc"},
+    ]
+    path = tmp_path / "results.json"
+    write_json_atomic(path, data)
+    back = read_results(path)
+    assert back.board("Latency (ms)") == 3.0 and back.board("Parameters") is None
+    assert "leaderboard" not in sample().to_gradescope()

@@ -40,6 +40,20 @@ def test_valid_rubric_parses_with_defaults():
     assert rubric.weights is None
     weighted = parse_rubric({**VALID, "weights": {"file": "net.pt", "max_mb": 5}})
     assert weighted.weights.file == "net.pt" and weighted.weights.max_mb == 5
+    assert rubric.leaderboard == () and rubric.cpu_only is False
+    assert rubric.part("f").scale_free == ""
+    board = parse_rubric(
+        {
+            **VALID,
+            "cpu_only": True,
+            "leaderboard": [{"name": "Accuracy", "target": 90}, {"name": "ms", "order": "asc"}],
+        }
+    )
+    assert board.cpu_only is True
+    assert [(b.name, b.order, b.target) for b in board.leaderboard] == [
+        ("Accuracy", "desc", 90.0),
+        ("ms", "asc", None),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -56,6 +70,9 @@ def test_valid_rubric_parses_with_defaults():
         (lambda d: d.update(weights={"file": "../x.pt"}), "must be a plain file name"),
         (lambda d: d.update(weights={"max_mb": 500}), "max_mb must be in"),
         (lambda d: d.update(weights={"size": 5}), "'weights' takes 'file' and 'max_mb'"),
+        (lambda d: d.update(leaderboard=[{"value": 1}]), "takes 'name', 'order' and 'target'"),
+        (lambda d: d.update(leaderboard=[{"name": "a", "order": "up"}]), "'asc' or 'desc'"),
+        (lambda d: d.update(leaderboard=[{"name": "a", "target": "90%"}]), "must be a number"),
     ],
 )
 def test_malformed_rubrics_are_rejected_with_a_reason(mutate, message):
