@@ -65,16 +65,79 @@ def book(out: Path) -> str:
 
 
 def grade_notebooks(
-    assignment: str, notebooks: dict[str, bytes], root: Path, **options
+    assignment: str,
+    notebooks: dict[str, bytes],
+    root: Path,
+    weights: dict[str, bytes | None] | None = None,
+    **options,
 ) -> dict[str, SubmissionResult]:
-    """Grade ``{student: notebook bytes}`` in one batch, as ``grade`` does."""
+    """Grade ``{student: notebook bytes}`` in one batch, as ``grade`` does; ``weights``
+    puts ``<student>.pt`` beside a notebook (None: no weights file for that student)."""
     folder = root / "submitted"
     folder.mkdir(parents=True, exist_ok=True)
     for student, raw in notebooks.items():
         (folder / f"{student}.ipynb").write_bytes(raw)
+        if weights and weights.get(student) is not None:
+            (folder / f"{student}.pt").write_bytes(weights[student])
     options = {"workers": 2, "progress": False, "gradebook": book(root / "graded"), **options}
     summary = grade_batch(assignment, folder, root / "graded", **options)
     return {result.student: result for result in summary.results}
+
+
+def weights_variant(kind: str, solution: bytes) -> bytes | None:
+    """A test submission's weights file, made from the solution's (mutants' ``weights:``)."""
+    import io
+
+    if kind == "solution":
+        return solution
+    if kind == "missing":
+        return None
+    if kind == "corrupt":
+        return solution[: len(solution) // 3]  # a cut-off upload
+    state = torch.load(io.BytesIO(solution), weights_only=True)
+    if kind == "untrained":
+        generator = torch.Generator().manual_seed(0)
+        state = {
+            name: torch.randn(value.shape, generator=generator) * 0.1
+            if value.is_floating_point() and not name.endswith("running_var")
+            else value
+            for name, value in state.items()
+        }
+        payload = state
+    elif kind == "checkpoint":
+        payload = {"model": state, "epoch": 5}
+    elif kind == "pickled_model":
+        payload = torch.nn.Module()  # a whole pickled object, not a state dict
+    else:
+        raise ValueError(f"unknown weights kind {kind!r}")
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def solution_weights(tmp_path_factory):
+    """``solution_weights(assignment)``: the bytes of the weights the assignment's solution
+    submits (trained on the offline fixture by the builder its mutants file names), or None."""
+    import importlib
+
+    from autograder.mutants import solution_weights_builder
+
+    cache: dict[str, bytes | None] = {}
+
+    def build(assignment: str) -> bytes | None:
+        if assignment not in cache:
+            builder = solution_weights_builder(assignment)
+            if builder is None:
+                cache[assignment] = None
+            else:
+                module, function = builder.split(":")
+                path = tmp_path_factory.mktemp(f"weights-{assignment}") / "model.pt"
+                getattr(importlib.import_module(module), function)(path)
+                cache[assignment] = path.read_bytes()
+        return cache[assignment]
+
+    return build
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from autograder.course import Course
 from autograder.mutants import apply_lazy, apply_mutant, apply_scaling, load_lazy, load_mutants
 from autograder.notebook import read_source
 from autograder.rubric import load_rubric
+from tests.conftest import weights_variant
 
 COURSE = Course.here()
 ASSIGNMENTS = COURSE.assignments()
@@ -37,8 +38,10 @@ def suite_checks(assignment: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def graded(grade):
-    """One batch per assignment: the solution, the release, every mutant and lazy variant."""
+def graded(grade, solution_weights):
+    """One batch per assignment: the solution, the release, every mutant and lazy variant
+    (each with the solution's weights file where the assignment takes one, unless a
+    mutant names another)."""
     cache = {}
 
     def results(assignment: str):
@@ -55,7 +58,15 @@ def graded(grade):
             rubric = load_rubric(COURSE.rubric_path(assignment))
             notebooks["t-float32"] = apply_scaling(source, rubric, 1 + 1e-6)
             notebooks["t-bug"] = apply_scaling(source, rubric, 1.01, shift=1)
-            cache[assignment] = grade(assignment, notebooks)
+            weights = None
+            if rubric.weights is not None:
+                trained = solution_weights(assignment)
+                kinds = {f"m-{m.name}": m.weights for m in load_mutants(assignment)}
+                weights = {
+                    student: weights_variant(kinds.get(student, "solution"), trained)
+                    for student in notebooks
+                }
+            cache[assignment] = grade(assignment, notebooks, weights=weights)
         return cache[assignment]
 
     return results
@@ -140,7 +151,9 @@ def test_one_percent_off_loses_a_check_in_every_part(graded, course, assignment)
     result = graded(assignment)["t-bug"]
     rubric = load_rubric(course.rubric_path(assignment))
     lost = {t.check for t in result.tests if not t.passed}
-    kept = [p.id for p in rubric.parts if not lost & {c.id for c in p.checks}]
+    oracle_parts = [p for p in rubric.parts if not p.scale_free]
+    assert oracle_parts, "every part is marked scale_free: nothing checks the tolerance policy"
+    kept = [p.id for p in oracle_parts if not lost & {c.id for c in p.checks}]
     assert not kept, f"parts that did not notice 1% off: {kept}"
 
 
@@ -168,7 +181,15 @@ def test_plausible_bug_loses_exactly_its_checks(graded, course, assignment, muta
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_every_part_has_a_plausible_bug(course, assignment):
     rubric = load_rubric(course.rubric_path(assignment))
-    covered = {m.cell for m in load_mutants(assignment)}
+    mutants = load_mutants(assignment)
+    covered = {m.cell for m in mutants if m.cell is not None}
+    # a part graded on the submitted weights file is covered by a bad weights file
+    covered |= {
+        rubric.part(rubric.check(check).part).answer_cell
+        for m in mutants
+        if m.cell is None
+        for check in m.loses
+    }
     assert {p.answer_cell for p in rubric.parts} <= covered
     assert sum(m.demo for m in load_mutants(assignment)) == 1
 
@@ -179,10 +200,20 @@ def run_suite(assignment: str, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=COURSE.root, capture_output=True, text=True, timeout=600)
 
 
+def weights_option(assignment: str, solution_weights, folder) -> list[str]:
+    """``--weights FILE`` with the solution's trained weights, where the assignment takes one."""
+    trained = solution_weights(assignment)
+    if trained is None:
+        return []
+    path = folder / "model.pt"
+    path.write_bytes(trained)
+    return ["--weights", str(path)]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_hidden_suite_passes_on_the_solution_in_process(assignment):
-    done = run_suite(assignment)
+def test_hidden_suite_passes_on_the_solution_in_process(assignment, solution_weights, tmp_path):
+    done = run_suite(assignment, *weights_option(assignment, solution_weights, tmp_path))
     assert done.returncode == 0, done.stdout[-3000:]
     rubric = load_rubric(COURSE.rubric_path(assignment))
     assert f"score: {rubric.total_points:g}/{rubric.total_points:g}" in done.stdout
@@ -190,14 +221,17 @@ def test_hidden_suite_passes_on_the_solution_in_process(assignment):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_hidden_suite_grades_one_submission_through_the_sandbox(assignment):
+def test_hidden_suite_grades_one_submission_through_the_sandbox(
+    assignment, solution_weights, tmp_path
+):
     release = COURSE.release_notebook(assignment)
-    done = run_suite(assignment, "--submission", str(release))
+    weights = weights_option(assignment, solution_weights, tmp_path)
+    done = run_suite(assignment, "--submission", str(release), *weights)
     assert done.returncode == 1, done.stdout[-3000:]
     assert "score: 0/" in done.stdout
     assert "FAIL 0/" in done.stdout and "NotImplementedError" in done.stdout
     assert "def test_" not in done.stdout and "assert " not in done.stdout  # no test source
-    done = run_suite(assignment, "--submission", str(COURSE.source_notebook(assignment)))
+    done = run_suite(assignment, "--submission", str(COURSE.source_notebook(assignment)), *weights)
     assert done.returncode == 0, done.stdout[-3000:]
 
 

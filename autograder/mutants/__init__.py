@@ -15,14 +15,20 @@ import yaml
 HERE = Path(__file__).resolve().parent
 
 
+# What a test submission puts beside its notebook where the rubric takes a weights file
+# (tests/test_assignments.py makes each from the solution's trained weights).
+WEIGHTS_KINDS = ("solution", "untrained", "missing", "corrupt", "checkpoint", "pickled_model")
+
+
 @dataclass(frozen=True)
 class Mutant:
     name: str
     description: str
-    cell: str
+    cell: str | None  # None: the notebook is the solution's; only the weights differ
     replace: tuple[tuple[str, str], ...]
     loses: tuple[str, ...]
     demo: bool = False
+    weights: str = "solution"
 
 
 def load_mutants(assignment: str) -> list[Mutant]:
@@ -30,17 +36,34 @@ def load_mutants(assignment: str) -> list[Mutant]:
     if not path.exists():
         return []
     data = yaml.safe_load(path.read_text()) or {}
-    return [
+    mutants = [
         Mutant(
             name=raw["name"],
             description=raw["description"],
-            cell=raw["cell"],
-            replace=tuple((old, new) for old, new in raw["replace"]),
+            cell=raw.get("cell"),
+            replace=tuple((old, new) for old, new in raw.get("replace", ())),
             loses=tuple(raw["loses"]),
             demo=bool(raw.get("demo", False)),
+            weights=raw.get("weights", "solution"),
         )
         for raw in data.get("mutants", [])
     ]
+    for mutant in mutants:
+        if mutant.weights not in WEIGHTS_KINDS:
+            raise ValueError(
+                f"{path}: mutant {mutant.name}: weights must be one of {WEIGHTS_KINDS}"
+            )
+        if (mutant.cell is None) != (not mutant.replace):
+            raise ValueError(f"{path}: mutant {mutant.name}: 'cell' and 'replace' go together")
+    return mutants
+
+
+def solution_weights_builder(assignment: str) -> str | None:
+    """``module:function`` that trains the weights the tests submit with the solution."""
+    path = HERE / f"{assignment}.yaml"
+    if not path.exists():
+        return None
+    return (yaml.safe_load(path.read_text()) or {}).get("solution_weights")
 
 
 def edit_cell(notebook: Path, grade_id: str, edit) -> bytes:
@@ -55,6 +78,9 @@ def edit_cell(notebook: Path, grade_id: str, edit) -> bytes:
 
 
 def apply_mutant(notebook: Path, mutant: Mutant) -> bytes:
+    if mutant.cell is None:
+        return notebook.read_bytes()
+
     def edit(source: str) -> str:
         for old, new in mutant.replace:
             if old not in source:
