@@ -98,6 +98,32 @@ FORBIDDEN = {
     "architectures": ("torchvision.models", "torchvision.ops", "timm"),
     # box operations and COCO evaluation: torchvision.ops, pycocotools, torchmetrics
     "detection": ("torchvision.models", "torchvision.ops", "timm", "pycocotools", "torchmetrics"),
+    # anomaly metrics and losses: scikit-learn, scipy.stats, torchmetrics, torchvision.ops
+    "anomaly": ("sklearn", "scipy", "torchmetrics", "torchvision.ops"),
+    # Lab 3: metrics, class weights, Grad-CAM and the (weighted) cross-entropy are written
+    "medical": (
+        "sklearn",
+        "torchmetrics",
+        "pytorch_grad_cam",
+        "captum",
+        "torch.nn.functional.cross_entropy",
+        "torch.nn.functional.nll_loss",
+        "torch.nn.CrossEntropyLoss",
+        "torch.nn.NLLLoss",
+    ),
+    # INT8 quantisation and pruning: PyTorch's quantisers, fake quantisation and prune utilities
+    "deployment": (
+        "torch.quantize_per_tensor",
+        "torch.quantize_per_tensor_dynamic",
+        "torch.quantize_per_channel",
+        "torch.fake_quantize_per_tensor_affine",
+        "torch.fake_quantize_per_channel_affine",
+        "torch.ao",
+        "torch.quantization",
+        "torch.nn.quantized",
+        "torch.nn.utils.prune",
+        "torchao",
+    ),
     "linear": (
         "torch.nn.functional.linear",
         "torch.nn.functional.bilinear",

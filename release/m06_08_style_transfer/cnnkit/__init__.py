@@ -13,6 +13,7 @@ Environment switches:
 
 from __future__ import annotations
 
+from .challenge import *  # noqa: F403
 from .checks import *  # noqa: F403
 from .cifar import *  # noqa: F403
 from .env import *  # noqa: F403
