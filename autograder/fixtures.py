@@ -7,6 +7,7 @@ submission sees the same numbers on every run, whatever ran before it.
 from __future__ import annotations
 
 import math
+import posixpath
 import zlib
 
 import numpy as np
@@ -173,3 +174,22 @@ def number(value):
     if type(value) is dict:
         return {key: number(item) for key, item in value.items()}
     return value
+
+
+class HubFolder:
+    """``torch.hub`` in the sandbox pointed at a fresh temporary folder, restored on exit."""
+
+    def __init__(self, student) -> None:
+        self.student = student
+        self.hub = student.lib("torch.hub")
+
+    def __enter__(self) -> str:
+        self.previous = self.hub.get_dir()
+        self.folder = self.student.lib("tempfile").mkdtemp(prefix="hub-")
+        self.student.lib("os").makedirs(posixpath.join(self.folder, "checkpoints"))
+        self.hub.set_dir(self.folder)
+        return self.folder
+
+    def __exit__(self, *exc) -> None:
+        self.hub.set_dir(self.previous)
+        self.student.lib("shutil").rmtree(self.folder, True)

@@ -30,7 +30,7 @@ import torch
 from torchvision import models
 
 from autograder.course import load_helper
-from autograder.fixtures import name_difference, number, trusted_model
+from autograder.fixtures import HubFolder, name_difference, number, trusted_model
 from solutions import medical as ref
 
 # --------------------------------------------------------------------------- sandbox views
@@ -70,25 +70,6 @@ class View:
         """Forward, forward-pre, backward and backward-pre hooks left on ``module``."""
         names = ["_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"]
         return sum(self.py.len(module.get(name)) for name in names)
-
-
-class HubFolder:
-    """``torch.hub`` in the sandbox pointed at a fresh temporary folder, restored on exit."""
-
-    def __init__(self, student) -> None:
-        self.student = student
-        self.hub = student.lib("torch.hub")
-
-    def __enter__(self) -> str:
-        self.previous = self.hub.get_dir()
-        self.folder = self.student.lib("tempfile").mkdtemp(prefix="hub-")
-        self.student.lib("os").makedirs(posixpath.join(self.folder, "checkpoints"))
-        self.hub.set_dir(self.folder)
-        return self.folder
-
-    def __exit__(self, *exc) -> None:
-        self.hub.set_dir(self.previous)
-        self.student.lib("shutil").rmtree(self.folder, True)
 
 
 def classifier(check, result):

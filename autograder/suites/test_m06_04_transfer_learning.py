@@ -27,7 +27,7 @@ import pytest
 import torch
 from torchvision import models
 
-from autograder.fixtures import name_difference
+from autograder.fixtures import HubFolder, name_difference
 from solutions import transfer as ref
 
 # --------------------------------------------------------------------------- sandbox views
@@ -118,25 +118,6 @@ SMALL_FILES = ["mobilenet_v2", "mobilenet_v3_small"]  # weights files under 16 M
 
 def weights_file(weights) -> str:
     return posixpath.basename(urlparse(weights.url).path)
-
-
-class HubFolder:
-    """``torch.hub`` in the sandbox pointed at a fresh temporary folder, restored on exit."""
-
-    def __init__(self, student) -> None:
-        self.student = student
-        self.hub = student.lib("torch.hub")
-
-    def __enter__(self) -> str:
-        self.previous = self.hub.get_dir()
-        self.folder = self.student.lib("tempfile").mkdtemp(prefix="hub-")
-        self.student.lib("os").makedirs(posixpath.join(self.folder, "checkpoints"))
-        self.hub.set_dir(self.folder)
-        return self.folder
-
-    def __exit__(self, *exc) -> None:
-        self.hub.set_dir(self.previous)
-        self.student.lib("shutil").rmtree(self.folder, True)
 
 
 def seeded_state(inputs, arch: str) -> dict[str, torch.Tensor]:
