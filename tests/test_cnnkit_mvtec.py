@@ -97,3 +97,31 @@ def test_probability_verdict_and_heatmaps():
     fig = mvtec.show_heatmaps(images, maps, [0.9, 0.2], vmax=1.0, masks=masks, titles=["a", "b"])
     assert "DEFECT" in fig.axes[0].get_title() and "OK" in fig.axes[1].get_title()
     plt.close(fig)
+
+
+def test_patch_backbone_is_seeded_and_leaves_the_global_generator_alone():
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    first, second = mvtec.patch_backbone(seed=4), mvtec.patch_backbone(seed=4)
+    assert torch.equal(torch.rand(1), before)  # the caller's random stream is untouched
+    x = torch.rand(2, 3, 64, 64)
+    l2, l3 = first(x)
+    assert l2.shape == (2, 128, 8, 8) and l3.shape == (2, 256, 4, 4)
+    assert torch.equal(first(x)[1], second(x)[1])
+    assert not torch.equal(mvtec.patch_backbone(seed=5)(x)[1], l3)
+    assert not first.training
+
+
+def test_quantize_int8_copies_and_quantises_only_linear_layers():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 1), torch.nn.Flatten(), torch.nn.Linear(16, 8)
+    )
+    x = torch.rand(5, 3, 2, 2)
+    quantised = mvtec.quantize_int8(model)
+    assert type(model[2].weight) is torch.nn.Parameter  # the original stays float32
+    assert type(quantised[2].weight).__name__ == "Int8Tensor"
+    assert type(quantised[0].weight) is torch.nn.Parameter
+    with torch.no_grad():
+        torch.testing.assert_close(quantised(x), model(x), rtol=0.05, atol=0.05)

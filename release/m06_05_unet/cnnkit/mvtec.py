@@ -249,3 +249,58 @@ def show_heatmaps(images, maps, probabilities, vmax: float, masks=None, titles=N
     bar.set_ticks([0, vmax])
     bar.set_ticklabels(["normal", "defect"])
     return fig
+
+
+# --------------------------------------------------------------------------- the deployed model
+
+
+class PatchBackbone(torch.nn.Module):
+    """ResNet-18 up to ``layer3``: an image ``(N, 3, S, S)`` in [0, 1] is ImageNet-normalised
+    and mapped to its ``layer2`` (stride 8) and ``layer3`` (stride 16) feature maps."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.stem = torch.nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
+        self.layer2, self.layer3 = net.layer2, net.layer3
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        l2 = self.layer2(self.stem((x - self.mean) / self.std))
+        return l2, self.layer3(l2)
+
+
+def patch_backbone(weights=None, seed: int = 0) -> PatchBackbone:
+    """The capstone's backbone in eval mode: torchvision's ResNet-18 with ``weights`` (a
+    ``ResNet18_Weights`` enum), or seeded random weights when ``weights`` is None."""
+    import torchvision
+
+    if weights is None:
+        state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            net = torchvision.models.resnet18()
+        finally:
+            torch.random.set_rng_state(state)
+    else:
+        net = torchvision.models.resnet18(weights=weights)
+    return PatchBackbone(net).eval()
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose ``nn.Linear`` layers run in INT8 (torchao's dynamic INT8
+    activations and INT8 weights; convolutions stay float32), in eval mode. Without torchao,
+    or where it cannot quantise, the float32 copy, with a warning."""
+    import copy
+    import logging
+    import warnings
+
+    model = copy.deepcopy(model).eval()
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao's import notice
+    try:
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+        quantize_(model, Int8DynamicActivationInt8WeightConfig())
+    except Exception as error:  # torchao missing, or no INT8 kernels on this machine
+        warnings.warn(f"INT8 quantisation skipped ({type(error).__name__}: {error})", stacklevel=2)
+    return model
