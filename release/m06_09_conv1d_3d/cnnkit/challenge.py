@@ -28,7 +28,8 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise ValueError(f"there is no weights file {name}") from None
     except Exception as exc:  # any file torch cannot read safely is the submitter's to fix
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        text = str(exc).strip()
+        first = text.splitlines()[0].split(". ")[0][:200] if text else ""  # its first sentence
         raise ValueError(
             f"{name} could not be read with torch.load(weights_only=True) "
             f"({type(exc).__name__}: {first}). Is it cut off, or a whole pickled model? "
