@@ -144,6 +144,16 @@ def write_checks_csv(path: Path, results: list[SubmissionResult], rubric: Rubric
     return path
 
 
+def board_figure(value: float | None) -> str:
+    """A leaderboard figure for a table: whole numbers with separators (322,746), others to
+    four significant digits (2.077, 91.25)."""
+    if value is None:
+        return ""
+    if float(value).is_integer() and abs(value) >= 1000:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
 def _leaderboard_figure(results: list[SubmissionResult], rubric: Rubric) -> str:
     """The rubric's first two leaderboard figures against each other, one point per
     submission, with the criteria as lines (Lab 2: accuracy against latency)."""
@@ -249,7 +259,7 @@ def write_class_report(
 
     def figure_cells(result: SubmissionResult) -> str:
         values = [result.board(board.name) for board in rubric.leaderboard]
-        return "".join(f"<td class='num'>{'' if v is None else f'{v:.4g}'}</td>" for v in values)
+        return "".join(f"<td class='num'>{board_figure(v)}</td>" for v in values)
 
     rows = "".join(
         f"<tr><td><a href='{html.escape(r.student)}/feedback.html'>{html.escape(r.student)}</a></td><td class='num'>{r.score:g} / {r.max_score:g}</td>"

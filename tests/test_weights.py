@@ -115,3 +115,12 @@ def test_the_leaderboard_plot_needs_both_figures():
     assert figure.startswith("<img")
     bad = SubmissionResult(ASSIGNMENT, "b", 0, 30, [], leaderboard=[{"name": "x", "value": "1"}])
     assert bad.leaderboard == []  # malformed entries are dropped, never drawn
+
+
+def test_leaderboard_figures_read_well_in_the_table():
+    from autograder.report import board_figure
+
+    assert board_figure(322746.0) == "322,746"
+    assert board_figure(2.0771) == "2.077"
+    assert board_figure(100.0) == "100"
+    assert board_figure(None) == ""
