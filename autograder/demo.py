@@ -3,7 +3,9 @@
 The demo class shows each kind of outcome: the solution (full marks), the
 untouched release (zero), a plausible bug (loses exactly its checks), a syntax
 error in one cell (that task and the tasks built on it lost, the rest graded) and a
-mangled file (a clear message).
+mangled file (a clear message). Where the rubric takes a weights file, the solution
+submits the one its builder trains on the offline fixture, and a second copy of the
+solution submits a cut-off file (the weights checks lost, with the reason).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from autograder.batch import BatchSummary, grade_batch
 from autograder.course import Course
-from autograder.mutants import apply_mutant, edit_cell, load_mutants
+from autograder.mutants import apply_mutant, edit_cell, load_mutants, solution_weights_builder
 from autograder.notebook import read_source
 from autograder.release import release
 from autograder.rubric import load_rubric
@@ -39,13 +41,40 @@ def build_demo_class(course: Course, assignment: str, submitted: Path) -> dict[s
     )
     notebooks["eve"] = ("a file cut off mid-save (invalid JSON)", source.read_bytes()[:1500])
     read_source(source)  # the source itself must parse
+    weights = demo_weights(assignment, rubric, submitted.parent / "weights")
+    if weights is not None:
+        notebooks["fay"] = (
+            "the solution with a weights file cut off mid-upload",
+            source.read_bytes(),
+        )
     roles = {}
     for student, (role, data) in notebooks.items():
         folder = submitted / student / assignment
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{assignment}.ipynb").write_bytes(data)
+        if weights is not None and student != "ben":
+            cut = student == "fay"
+            (folder / rubric.weights.file).write_bytes(
+                weights[: len(weights) // 2] if cut else weights
+            )
         roles[student] = role
     return roles
+
+
+def demo_weights(assignment: str, rubric, folder: Path) -> bytes | None:
+    """The solution's weights file, trained once by the builder the mutants file names."""
+    builder = solution_weights_builder(assignment)
+    if rubric.weights is None or builder is None:
+        return None
+    path = folder / rubric.weights.file
+    if not path.is_file():
+        import importlib
+
+        print(f"training the solution's {rubric.weights.file} for {assignment} ({builder})")
+        folder.mkdir(parents=True, exist_ok=True)
+        module, function = builder.split(":")
+        getattr(importlib.import_module(module), function)(path)
+    return path.read_bytes()
 
 
 def run_demo(

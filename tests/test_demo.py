@@ -20,3 +20,21 @@ def test_demo_class_roles(course, tmp_path):
         pass
     else:
         raise AssertionError("eve's notebook should be cut off")
+
+
+def test_demo_class_with_weights_files(course, tmp_path):
+    """Lab 2's demo: the solution's weights beside the notebooks, a cut-off copy for fay,
+    none for the untouched release (the trained file is reused when it is there)."""
+    assignment = "c12_efficient_cifar"
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "model.pt").write_bytes(b"w" * 1000)
+    roles = build_demo_class(course, assignment, tmp_path / "submitted")
+    assert "cut off" in roles["fay"]
+
+    def weights(student):
+        path = tmp_path / "submitted" / student / assignment / "model.pt"
+        return path.read_bytes() if path.exists() else None
+
+    assert weights("ada") == weights("cleo") == b"w" * 1000
+    assert weights("fay") == b"w" * 500
+    assert weights("ben") is None
