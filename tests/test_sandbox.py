@@ -111,6 +111,35 @@ def test_the_cpu_clock_is_the_servers_and_counts_the_work_of_each_call(worker):
     assert napped < 0.05, napped
 
 
+def test_work_handed_to_a_helper_process_still_counts(worker):
+    """A child that forks a helper at import time and has it do each call's work (the
+    parent only waits on a pipe) is charged for the helper's CPU: latency checks see it."""
+    cells = {
+        "a": (
+            "import os\n"
+            "requests, jobs = os.pipe()\n"
+            "results, answers = os.pipe()\n"
+            "if os.fork() == 0:  # the helper: never reaped while the job runs\n"
+            "    while True:\n"
+            "        n = int(os.read(requests, 32))\n"
+            "        total = 0\n"
+            "        for i in range(n):\n"
+            "            total += i * i\n"
+            "        os.write(answers, b'1')\n"
+            "def burn_elsewhere(n):\n"
+            "    os.write(jobs, str(n).encode())\n"
+            "    return int(os.read(results, 1))\n"
+        )
+    }
+    running, student = session(worker, cells)
+    student.burn_elsewhere(10)
+    start = student.cpu_seconds()
+    assert student.burn_elsewhere(4_000_000) == 1
+    elsewhere = student.cpu_seconds() - start
+    running.close()
+    assert elsewhere > 0.05, elsewhere
+
+
 def test_objects_stay_behind_as_handles(worker):
     cells = {
         "a": "import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
