@@ -460,27 +460,32 @@ def measured_latency_ms(student, check, inputs) -> float:
     size = ref.DEPLOYED_SIZE
     backbone = trusted_backbone(0)
     bank = bank_near(backbone, inputs, ref.DEPLOYED_BANK_ROWS, size)
-    images = inputs.rand(LATENCY_IMAGES, 3, size, size).float()
+    # fresh images for every call: a scorer that memoises its answers gains nothing
+    images = inputs.rand(2 + 3 * LATENCY_IMAGES, 3, size, size).float()
     mvtec = student.lib("cnnkit.mvtec")
     scorer = student.AnomalyScorer(mvtec.patch_backbone(seed=0), bank)
     model = mvtec.quantize_int8(scorer)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the in-process (solution) run times on one thread too
     try:
-        reference = ref.reference_cpu_per_image(backbone, bank, images)
+        reference = ref.reference_cpu_per_image(backbone, bank, images[2 : 2 + LATENCY_IMAGES])
         model(images[:1])  # warm-up
         start = student.cpu_seconds()
-        first = model(images[:1])
-        one = student.cpu_seconds() - start
-        best, outputs = one, [first]
-        if one / reference * ref.REFERENCE_MS < 5 * ref.LATENCY_LIMIT_MS:  # else: clearly over
-            for _ in range(3):
+        outputs = [model(images[1:2])]
+        best = student.cpu_seconds() - start
+        if best / reference * ref.REFERENCE_MS < 5 * ref.LATENCY_LIMIT_MS:  # else: clearly over
+            for first in range(2, len(images), LATENCY_IMAGES):
                 start = student.cpu_seconds()
-                outputs = [model(image[None]) for image in images]
-                best = min(best, (student.cpu_seconds() - start) / len(images))
+                outputs += [model(image[None]) for image in images[first : first + LATENCY_IMAGES]]
+                best = min(best, (student.cpu_seconds() - start) / LATENCY_IMAGES)
     finally:
         torch.set_num_threads(threads)
-    expected = scorer_reference(backbone, bank, images[: len(outputs)])[1]
+    with torch.no_grad():  # float64 matrix-product distances: ample for a 10% tolerance
+        f = ref.patch_features(list(backbone(images[1 : 1 + len(outputs)])))
+        nearest = torch.cdist(
+            f.flatten(1, 2), bank.double()[None], compute_mode="use_mm_for_euclid_dist"
+        )
+        expected = nearest.amin(dim=-1).amax(dim=1)
     got = torch.cat([torch.as_tensor(out[1]).reshape(-1) for out in outputs])
     # INT8 rounds f . b (about 600 for features of norm 25) by a few tenths, which moves
     # distances of 3 to 6 by up to 5%: a loose check that the timed calls do the work
