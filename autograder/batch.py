@@ -197,6 +197,8 @@ class Judge:
                 pass
 
     def wait(self) -> None:
+        if self.log.closed:
+            return
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -221,6 +223,7 @@ def run_judges(
     limits = grader.rubric.limits
     budget = limits.submission_seconds + 60
     pending = collections.deque(todo)
+    finished = False
     try:
         for judge in judges:
             if pending:
@@ -245,16 +248,15 @@ def run_judges(
                 if judge.current and time.monotonic() > judge.deadline:
                     failed = judge.current
                     stopped = judge.process.poll() is not None
+                    judge.hang_up(kill=True)
+                    tail = judge.log_tail()  # before close(), which closes the log
                     judge.close(kill=True)
                     why = (
                         "the grading process stopped unexpectedly"
                         if stopped
                         else f"grading took longer than {budget:.0f} s"
                     )
-                    print(
-                        f"WARNING: {failed.student}: {why}; grader log:\n{judge.log_tail()}",
-                        file=sys.stderr,
-                    )
+                    print(f"WARNING: {failed.student}: {why}; grader log:\n{tail}", file=sys.stderr)
                     yield grader.fatal_result(
                         failed.student,
                         _sha(failed),
@@ -264,11 +266,13 @@ def run_judges(
                     judges[slot] = start(judge.index)
                     if pending:
                         judges[slot].send(pending.popleft(), budget + limits.startup_seconds)
+        finished = True
     finally:
         for judge in judges:  # all at once: each takes a moment to wind down
             judge.hang_up(kill=judge.current is not None)
-        for judge in judges:
-            judge.wait()
+        if not finished:  # otherwise the caller waits, after writing what it has
+            for judge in judges:
+                judge.wait()
 
 
 class Progress:
@@ -495,68 +499,74 @@ def grade_batch(
         for judge in judges:
             judge.close(kill=True)
         raise
-    due = config.due_dates.get(assignment)
-    book = GradebookWriter(gradebook_url, grader.rubric, course.release_notebook(assignment), due)
-    release = json.loads(course.release_notebook(assignment).read_text(encoding="utf-8"))
-    late = LatePolicy(config, book, by_student)
-    for previous in results.values():
-        # the gradebook or the autograded notebook may have missed it before a crash
-        book.record(previous, late.timestamp(previous.student), late.apply(previous, note=False))
-        folder = autograded_root / previous.student / assignment
-        if owner(folder, rubric.notebook) is None:
-            raw = _read(by_student[previous.student].path)
-            write_autograded(
-                folder, rubric.notebook, build_autograded(release, raw, previous, rubric)
-            )
-
-    bar = Progress(f"grading {assignment}", len(todo), enabled=progress)
-    if todo:
-        finished = run_judges(grader, todo, judges=judges, start=start, info=info)
-        for result in finished:
-            info.seen = info.seen or result.sandbox
-            penalty = late.apply(result)
-            write_json_atomic(out_dir / result.student / "results.json", result.to_gradescope())
-            write_feedback(out_dir / result.student / "feedback.html", result, grader.rubric)
-            raw = _read(by_student[result.student].path)
-            write_autograded(
-                autograded_root / result.student / assignment,
-                rubric.notebook,
-                build_autograded(release, raw, result, rubric),
-            )
-            book.record(result, late.timestamp(result.student), penalty)
-            results[result.student] = result
-            bar.update(f"{result.student}: {result.score:g}/{result.max_score:g}")
-    bar.close()
-
-    ordered = [results[key] for key in sorted(results)]
-    summary = BatchSummary(
-        assignment,
-        out_dir,
-        ordered,
-        len(todo),
-        reused,
-        info,
-        device,
-        time.monotonic() - started,
-        problems=problems,
-    )
-    summary.paths["grades"] = write_grades_csv(out_dir / "grades.csv", ordered, grader.rubric)
-    summary.paths["checks"] = write_checks_csv(out_dir / "checks.csv", ordered, grader.rubric)
-    summary.paths["report"] = write_class_report(
-        out_dir / "report.html", ordered, grader.rubric, info, device, problems
-    )
-    summary.paths["autograded"] = autograded_root
-    summary.paths["gradebook"] = (
-        Path(gradebook_url.removeprefix("sqlite:///"))
-        if gradebook_url.startswith("sqlite:///")
-        else Path(gradebook_url)
-    )
     try:
-        book.close()  # last: a gradebook error is raised after everything else is written
-    except Exception as exc:
-        raise RuntimeError(
-            f"the gradebook {gradebook_url} could not be written "
-            f"({type(exc).__name__}: {str(exc)[:300]}); results, feedback, grades.csv and "
-            f"report.html are in {out_dir}"
-        ) from None
-    return summary
+        due = config.due_dates.get(assignment)
+        book = GradebookWriter(gradebook_url, grader.rubric, course.release_notebook(assignment), due)
+        release = json.loads(course.release_notebook(assignment).read_text(encoding="utf-8"))
+        late = LatePolicy(config, book, by_student)
+        for previous in results.values():
+            # the gradebook or the autograded notebook may have missed it before a crash
+            book.record(previous, late.timestamp(previous.student), late.apply(previous, note=False))
+            folder = autograded_root / previous.student / assignment
+            if owner(folder, rubric.notebook) is None:
+                raw = _read(by_student[previous.student].path)
+                write_autograded(
+                    folder, rubric.notebook, build_autograded(release, raw, previous, rubric)
+                )
+
+        bar = Progress(f"grading {assignment}", len(todo), enabled=progress)
+        if todo:
+            finished = run_judges(grader, todo, judges=judges, start=start, info=info)
+            for result in finished:
+                info.seen = info.seen or result.sandbox
+                penalty = late.apply(result)
+                write_json_atomic(out_dir / result.student / "results.json", result.to_gradescope())
+                write_feedback(out_dir / result.student / "feedback.html", result, grader.rubric)
+                raw = _read(by_student[result.student].path)
+                write_autograded(
+                    autograded_root / result.student / assignment,
+                    rubric.notebook,
+                    build_autograded(release, raw, result, rubric),
+                )
+                book.record(result, late.timestamp(result.student), penalty)
+                results[result.student] = result
+                bar.update(f"{result.student}: {result.score:g}/{result.max_score:g}")
+        bar.close()
+
+        ordered = [results[key] for key in sorted(results)]
+        summary = BatchSummary(
+            assignment,
+            out_dir,
+            ordered,
+            len(todo),
+            reused,
+            info,
+            device,
+            time.monotonic() - started,
+            problems=problems,
+        )
+        summary.paths["grades"] = write_grades_csv(out_dir / "grades.csv", ordered, grader.rubric)
+        summary.paths["checks"] = write_checks_csv(out_dir / "checks.csv", ordered, grader.rubric)
+        summary.paths["report"] = write_class_report(
+            out_dir / "report.html", ordered, grader.rubric, info, device, problems
+        )
+        summary.paths["autograded"] = autograded_root
+        summary.paths["gradebook"] = (
+            Path(gradebook_url.removeprefix("sqlite:///"))
+            if gradebook_url.startswith("sqlite:///")
+            else Path(gradebook_url)
+        )
+        try:
+            book.close()  # last: a gradebook error is raised after everything else is written
+        except Exception as exc:
+            raise RuntimeError(
+                f"the gradebook {gradebook_url} could not be written "
+                f"({type(exc).__name__}: {str(exc)[:300]}); results, feedback, grades.csv and "
+                f"report.html are in {out_dir}"
+            ) from None
+        return summary
+    finally:  # after the reports: the judges wind down meanwhile, and none is left behind
+        for judge in judges:
+            judge.hang_up(kill=judge.current is not None)
+        for judge in judges:
+            judge.wait()

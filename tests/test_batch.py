@@ -104,3 +104,35 @@ def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
     assert visible_gpus() == ["2", "7"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert visible_gpus() == []
+
+
+@pytest.mark.slow
+def test_a_judge_that_dies_costs_only_its_submission(course, small_class, tmp_path, monkeypatch):
+    """A judge process killed mid-grade: that student gets a clear zero, the batch goes on
+    with a fresh judge, and no judge outlives the batch."""
+    import os
+    import signal
+
+    from autograder import batch
+
+    folder, _ = small_class
+    judges = []
+    send = batch.Judge.send
+
+    def send_and_kill(self, submission, seconds):
+        send(self, submission, seconds)
+        judges.append(self)
+        if submission.student == "ann":
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+    monkeypatch.setattr(batch.Judge, "send", send_and_kill)
+    out = tmp_path / "graded"
+    summary = grade_batch(
+        ASSIGNMENT, folder, out, workers=1, progress=False, course=course, gradebook=book(out)
+    )
+    results = {r.student: r for r in summary.results}
+    assert results["ann"].score == 0
+    assert "the grading process stopped unexpectedly" in results["ann"].fatal
+    assert results["bob"].score > 0  # graded by the judge started in the dead one's place
+    assert len({id(judge) for judge in judges}) == 2
+    assert all(judge.process.poll() is not None for judge in judges)
