@@ -125,7 +125,9 @@ class Judge:
         command = [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider"]
         command += ["--rootdir", str(course.root), "--grade-serve", f"{jobs_read},{results_write}"]
         command += ["--device", device, "--sandbox", sandbox, "--worker-index", str(index)]
-        environment = dict(os.environ)
+        # The judge needs no third-party pytest plugin; scanning for them costs a tenth
+        # of a second before the worker can start.
+        environment = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
         if gpu is not None:
             environment["CUDA_VISIBLE_DEVICES"] = gpu  # this judge's GPU, called cuda inside
         if device in ("cpu", "cuda"):  # known without torch: the worker can start at once
@@ -186,11 +188,13 @@ class Judge:
 
     def hang_up(self, kill: bool = False) -> None:
         """No more jobs: the judge finishes and exits (at once with ``kill``)."""
-        try:
-            os.close(self.jobs_fd)
-        except OSError:
-            pass
-        if kill:
+        if self.jobs_fd >= 0:  # once: the number may belong to another file afterwards
+            fd, self.jobs_fd = self.jobs_fd, -1
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if kill and self.process.poll() is None:  # never a reaped pid, which may be reused
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)
             except OSError:
