@@ -110,20 +110,35 @@ def read_image(data: bytes, size: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
 
 
-def overlay_png(image: torch.Tensor, heatmap: torch.Tensor, probability: float, vmax: float):
-    """The image with the heatmap over it, a colour bar from normal to defect and the verdict."""
+def overlay_png(
+    image: torch.Tensor, heatmap: torch.Tensor, probability: float, level: float, vmax: float
+) -> bytes:
+    """The photo as it is, with only the areas that look unlike any good part marked:
+    coloured from yellow (just above ``level``, the highest value seen on good parts held
+    out from the bank) to red (``vmax``) and outlined, and the verdict as the title."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(4.2, 3.6), dpi=100)
+    values = heatmap.numpy()
+    unusual = values >= level
+    figure = Figure(figsize=(4.2, 3.8), dpi=100)
     ax = figure.add_subplot()
     ax.imshow(image.permute(1, 2, 0).numpy())
-    shown = ax.imshow(heatmap.numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=vmax)
+    shown = ax.imshow(
+        np.ma.masked_where(~unusual, values), cmap="YlOrRd", alpha=0.6, vmin=level, vmax=vmax
+    )
+    if unusual.any():
+        ax.contour(unusual.astype(float), levels=[0.5], colors="red", linewidths=1.5)
+        note = "marked: areas unlike any good part"
+    else:
+        note = "nothing unusual found"
     colour = "red" if probability >= 0.5 else "green"
     ax.set_title(verdict(probability), fontsize=9, color=colour)
-    ax.axis("off")
+    ax.set_xlabel(note, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
     bar = figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
-    bar.set_ticks([0, vmax])
-    bar.set_ticklabels(["normal", "defect"])
+    bar.set_ticks([level, vmax])
+    bar.set_ticklabels(["unusual", "very\nunusual"])
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
     return buffer.getvalue()
@@ -140,8 +155,9 @@ PAGE = """<!doctype html>
 </style></head>
 <body>
 <h1>Visual inspection</h1>
-<p>Upload a photo of a part. The heatmap shows where it looks unusual (red: unlike any good
-part seen in training); the probability says how sure the system is that it is defective.</p>
+<p>Upload a photo of a part. The picture comes back with the areas that look unlike any
+good part marked in yellow to red and outlined; a good part comes back unmarked. The
+probability says how sure the system is that the part is defective.</p>
 <form id="form">
  <input type="file" id="file" name="image" accept="image/*">
  <button type="submit" id="submit">Inspect</button>
@@ -183,7 +199,8 @@ def create_app(scorer: Scorer):
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
-    vmax = max(2 * scorer.threshold, 1e-6)  # the colour bar's "defect" end
+    level = scorer.threshold  # the highest value of any held-out good part
+    vmax = max(2 * level, level + 1e-6)  # the colour bar's red end
 
     @app.get("/")
     def page():
@@ -199,7 +216,7 @@ def create_app(scorer: Scorer):
         except Exception:  # not an image PIL can read
             return jsonify(error="the file is not an image"), 400
         heatmap, value, probability = scorer(image)
-        png = overlay_png(image, heatmap, probability, vmax)
+        png = overlay_png(image, heatmap, probability, level, vmax)
         return jsonify(
             probability=probability,
             score=value,

@@ -224,3 +224,22 @@ def test_the_command_line_refuses_a_bank_too_small(capsys):
         main(["--images", "2"])
     assert exit_info.value.code == 2
     assert "--images must be at least 4" in capsys.readouterr().err
+
+
+def test_only_areas_unlike_any_good_part_are_marked():
+    """A map below the level of good parts comes back unmarked; an area above it is
+    outlined in red (counted as pure red pixels: the title of a passing part is green)."""
+    import numpy as np
+
+    from solutions.anomaly_app import overlay_png
+
+    def red_pixels(png: bytes) -> int:
+        rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+        return int(((rgb[..., 0] > 200) & (rgb[..., 1] < 50) & (rgb[..., 2] < 50)).sum())
+
+    image = torch.full((3, 64, 64), 0.5)
+    calm = torch.full((64, 64), 0.9)
+    spot = calm.clone()
+    spot[20:40, 20:40] = 1.8
+    assert red_pixels(overlay_png(image, calm, 0.2, level=1.0, vmax=2.0)) == 0
+    assert red_pixels(overlay_png(image, spot, 0.2, level=1.0, vmax=2.0)) > 50
