@@ -505,12 +505,16 @@ def grade_batch(
         raise
     try:
         due = config.due_dates.get(assignment)
-        book = GradebookWriter(gradebook_url, grader.rubric, course.release_notebook(assignment), due)
+        book = GradebookWriter(
+            gradebook_url, grader.rubric, course.release_notebook(assignment), due
+        )
         release = json.loads(course.release_notebook(assignment).read_text(encoding="utf-8"))
         late = LatePolicy(config, book, by_student)
         for previous in results.values():
             # the gradebook or the autograded notebook may have missed it before a crash
-            book.record(previous, late.timestamp(previous.student), late.apply(previous, note=False))
+            book.record(
+                previous, late.timestamp(previous.student), late.apply(previous, note=False)
+            )
             folder = autograded_root / previous.student / assignment
             if owner(folder, rubric.notebook) is None:
                 raw = _read(by_student[previous.student].path)
